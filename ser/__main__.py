@@ -1,0 +1,3 @@
+from ser.cli import main
+
+main()

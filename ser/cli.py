@@ -1,0 +1,152 @@
+"""The `ser` command: one CLI app over the pipeline stages and data tools.
+
+Each stage command is what `dvc.yaml` runs; paths are always passed in.
+Exit codes: 0 ok, 1 a quality gate failed, 2 bad input (params, corpus, audio).
+
+    ser --help
+    ser ingest --params params.yaml --out data/raw --manifest data/manifest.csv
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Speech emotion recognition: pipeline stages and tools.", no_args_is_help=True)
+data_app = typer.Typer(help="Get or make corpora.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to read.")]
+
+
+def _input_errors() -> tuple[type[Exception], ...]:
+    from ser.audio import AudioError
+    from ser.config import ParamsError
+    from ser.download import DownloadError
+    from ser.featurize import FeaturizeError
+    from ser.ingest import IngestError
+    from ser.labels import LabelError
+    from ser.splits import SplitError
+
+    return (AudioError, ParamsError, DownloadError, FeaturizeError, IngestError, LabelError, SplitError)
+
+
+def stage(func: Callable) -> Callable:
+    """Log to stderr and turn known errors into one clear line and an exit code."""
+
+    @wraps(func)
+    def wrapper(*args, **kwargs):
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                            stream=sys.stderr)  # fmt: skip
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from ser.evaluate import GateError
+
+        try:
+            return func(*args, **kwargs)
+        except GateError as err:
+            typer.echo(f"error: quality gate failed: {err}", err=True)
+            raise typer.Exit(1) from None
+        except _input_errors() as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@app.command()
+@stage
+def ingest(
+    params: ParamsOpt = Path("params.yaml"),
+    out: Annotated[Path, typer.Option(help="Folder to fill with the corpus audio.")] = Path("data/raw"),
+    manifest: Annotated[Path, typer.Option(help="Manifest CSV to write.")] = Path("data/manifest.csv"),
+    download_dir: Annotated[Path, typer.Option(help="Cache for the Zenodo download.")] = Path("data/download"),
+) -> None:
+    """Put the corpus under data/ and write the clip manifest."""
+    from ser.config import load_params
+    from ser.ingest import ingest as run
+
+    run(load_params(params).data, out, manifest, download_dir, workers=os.cpu_count() or 2)
+
+
+@app.command()
+@stage
+def featurize(
+    params: ParamsOpt = Path("params.yaml"),
+    manifest: Annotated[Path, typer.Option(help="Manifest CSV of the clips.")] = Path("data/manifest.csv"),
+    audio_dir: Annotated[Path, typer.Option(help="Folder the manifest paths are relative to.")] = Path("data/raw"),
+    out: Annotated[Path, typer.Option(help="Folder for the feature arrays.")] = Path("data/features"),
+) -> None:
+    """Split, augment the training split, and compute log-mel features."""
+    from ser.config import load_params
+    from ser.featurize import featurize as run
+
+    run(load_params(params), manifest, audio_dir, out)
+
+
+@app.command()
+@stage
+def train(
+    params: ParamsOpt = Path("params.yaml"),
+    features: Annotated[Path, typer.Option(help="Folder written by featurize.")] = Path("data/features"),
+    model_dir: Annotated[Path, typer.Option(help="Folder for model.keras and preprocess.json.")] = Path("models"),
+    history: Annotated[Path, typer.Option(help="Per-epoch history CSV.")] = Path("reports/train/history.csv"),
+) -> None:
+    """Train the CNN-LSTM (GPU when present)."""
+    from ser.config import load_params
+    from ser.train import train as run
+
+    run(load_params(params), features, model_dir, history)
+
+
+@app.command()
+@stage
+def evaluate(
+    params: ParamsOpt = Path("params.yaml"),
+    model_dir: Annotated[Path, typer.Option(help="Folder written by train.")] = Path("models"),
+    features: Annotated[Path, typer.Option(help="Folder written by featurize.")] = Path("data/features"),
+    metrics: Annotated[Path, typer.Option(help="Metrics JSON to write.")] = Path("reports/metrics.json"),
+    predictions: Annotated[Path, typer.Option(help="actual/predicted CSV.")] = Path("reports/predictions.csv"),
+    confusion_png: Annotated[Path, typer.Option(help="Confusion matrix PNG.")] = Path("reports/confusion.png"),
+) -> None:
+    """Score the model on the test split and apply the quality gates."""
+    from ser.config import load_params
+    from ser.evaluate import evaluate as run
+
+    m = run(model_dir, features, metrics, predictions, confusion_png, load_params(params).evaluate.gates)
+    typer.echo(f"accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  macro-F1 {m['macro_f1']:.3f}")
+
+
+@data_app.command("synth")
+@stage
+def data_synth(
+    out: Annotated[Path, typer.Option(help="Folder to write Actor_XX/ folders into.")],
+    actors: Annotated[int, typer.Option(help="Number of actors.")] = 12,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+) -> None:
+    """Generate the synthetic RAVDESS-layout corpus."""
+    from ser.synth import generate_corpus
+
+    typer.echo(f"wrote {len(generate_corpus(out, n_actors=actors, seed=seed))} clips under {out}")
+
+
+@data_app.command("fetch")
+@stage
+def data_fetch(
+    dest: Annotated[Path, typer.Option(help="Download and extraction folder.")] = Path("data/download"),
+) -> None:
+    """Download RAVDESS speech audio from Zenodo (resumable, checksum-verified)."""
+    from ser.download import fetch_ravdess
+
+    typer.echo(f"RAVDESS audio under {fetch_ravdess(dest)}")
+
+
+def main() -> None:
+    """Entry point for `python -m ser`."""
+    app()

@@ -1,0 +1,191 @@
+"""Typed view of `params.yaml`, checked before any stage touches data.
+
+Every stage loads its section through `load_params`; a bad value fails fast with
+an error naming the file and the key (`split.test_actors`) and what was expected.
+
+    params = load_params("params.yaml")
+    params.features.n_mels
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ser.labels import LabelError, select_classes
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable or holds a value outside its allowed range."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticParams(_Strict):
+    n_actors: int = Field(12, ge=1, le=99)
+    seed: int = 0
+
+
+class DataParams(_Strict):
+    source: str = "synthetic"  # synthetic | ravdess | a folder of RAVDESS-layout audio
+    synthetic: SyntheticParams = SyntheticParams()
+    classes: list[str] = []
+
+    @field_validator("classes")
+    @classmethod
+    def _known_classes(cls, value: list[str]) -> list[str]:
+        try:
+            return select_classes(value)
+        except LabelError as err:
+            raise ValueError(str(err)) from None
+
+
+class SplitParams(_Strict):
+    method: Literal["speaker", "random"] = "speaker"
+    val_actors: int = Field(2, ge=1)
+    test_actors: int = Field(2, ge=1)
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _fractions_leave_training(self) -> SplitParams:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must be below 1 to leave clips to train on")
+        return self
+
+
+class FeatureParams(_Strict):
+    sample_rate: int = Field(16000, ge=4000, le=96000)
+    offset: float = Field(0.5, ge=0)
+    duration: float = Field(3.5, gt=0, le=30)
+    n_fft: int = Field(1024, ge=64)
+    hop_length: int = Field(256, ge=16)
+    n_mels: int = Field(64, ge=8, le=256)
+    fmin: float = Field(0.0, ge=0)
+    fmax: float | None = None
+    top_db: float = Field(80.0, gt=0)
+    workers: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeatureParams:
+        nyquist = self.sample_rate / 2
+        if self.fmax is not None and not self.fmin < self.fmax <= nyquist:
+            raise ValueError(f"need fmin < fmax <= sample_rate/2 = {nyquist:g}")
+        if self.hop_length > self.n_fft:
+            raise ValueError("hop_length must not exceed n_fft")
+        return self
+
+
+class NoiseParams(_Strict):
+    rate: float = Field(0.5, ge=0, le=1)
+    snr_db: tuple[float, float] = (15.0, 30.0)
+
+
+class PitchParams(_Strict):
+    rate: float = Field(0.3, ge=0, le=1)
+    semitones: float = Field(2.0, ge=0, le=12)
+
+
+class SpeedParams(_Strict):
+    rate: float = Field(0.5, ge=0, le=1)
+    min: float = Field(0.9, gt=0.5, le=1)
+    max: float = Field(1.1, ge=1, lt=2)
+
+
+class SpecAugmentParams(_Strict):
+    rate: float = Field(0.5, ge=0, le=1)
+    freq_masks: int = Field(2, ge=0)
+    freq_width: int = Field(8, ge=0)
+    time_masks: int = Field(2, ge=0)
+    time_width: int = Field(20, ge=0)
+
+
+class AugmentParams(_Strict):
+    copies: int = Field(1, ge=0, le=10)
+    seed: int = 7
+    noise: NoiseParams = NoiseParams()
+    pitch: PitchParams = PitchParams()
+    speed: SpeedParams = SpeedParams()
+    specaugment: SpecAugmentParams = SpecAugmentParams()
+
+
+class ModelParams(_Strict):
+    filters: list[int] = Field([64, 128, 128], min_length=1)
+    kernel_size: int = Field(5, ge=1)
+    pool_size: int = Field(2, ge=1)
+    lstm_units: list[int] = Field([128, 64], min_length=1)
+    dense_units: int = Field(64, ge=1)
+    dropout: float = Field(0.3, ge=0, lt=1)
+
+    @field_validator("filters", "lstm_units")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(v < 1 for v in value):
+            raise ValueError("every size must be a positive integer")
+        return value
+
+
+class TrainParams(_Strict):
+    epochs: int = Field(40, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    patience: int = Field(8, ge=1)
+    seed: int = 42
+
+
+class GateParams(_Strict):
+    min_accuracy: float = Field(0.0, ge=0, le=1)
+    min_uar: float = Field(0.0, ge=0, le=1)
+    min_macro_f1: float = Field(0.0, ge=0, le=1)
+
+
+class EvaluateParams(_Strict):
+    gates: GateParams = GateParams()
+
+
+class Params(_Strict):
+    """The whole of params.yaml."""
+
+    data: DataParams = DataParams()
+    split: SplitParams = SplitParams()
+    features: FeatureParams = FeatureParams()
+    augment: AugmentParams = AugmentParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+
+def parse_params(raw: dict, origin: str = "params.yaml") -> Params:
+    """Validate a params mapping; errors name `origin` and the dotted key."""
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+            lines.append(f"{origin}: {key}: {e['msg']} (got {e.get('input')!r})")
+        raise ParamsError("\n".join(lines)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file.
+
+    Raises:
+        ParamsError: the file is missing, not YAML, or holds an invalid value.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return parse_params(raw, str(path))

@@ -1,0 +1,116 @@
+"""The CNN-LSTM: Conv1D blocks over time, two LSTMs, a dense head (Keras 3 functional API).
+
+Input is a (frames, n_mels) log-mel; the convolutions slide along **time** with
+the mel bins as channels (the article's code convolved along the mel axis).
+Normalisation statistics from the training split are baked in as the first
+layer, and SpecAugment-style masking runs in training only.
+
+    model = build_model((219, 64), 8, mean=mean, variance=var, **params.model.model_dump())
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+
+@keras.saving.register_keras_serializable(package="ser")
+class SpecAugment(layers.Layer):
+    """Random time and frequency masks on (batch, frames, mels), active only when training.
+
+    Args:
+        rate: probability that an example gets masked at all.
+        freq_masks, freq_width: number and maximum width (bins) of frequency masks.
+        time_masks, time_width: number and maximum width (frames) of time masks.
+    """
+
+    def __init__(self, rate: float = 0.5, freq_masks: int = 2, freq_width: int = 8,
+                 time_masks: int = 2, time_width: int = 20, seed: int | None = None, **kwargs):  # fmt: skip
+        super().__init__(**kwargs)
+        self.rate, self.seed = rate, seed
+        self.freq_masks, self.freq_width = freq_masks, freq_width
+        self.time_masks, self.time_width = time_masks, time_width
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def _masks(self, batch, size: int, count: int, width: int, axis: int):
+        keep = ops.ones((batch, size), dtype="bool")
+        pos = ops.arange(size)[None, :]
+        for _ in range(count):
+            w = ops.cast(keras.random.uniform((batch, 1), 0, width + 1, seed=self.seed_generator), "int32")
+            start = ops.cast(keras.random.uniform((batch, 1), 0, 1, seed=self.seed_generator)
+                             * ops.cast(size - w + 1, "float32"), "int32")  # fmt: skip
+            keep = ops.logical_and(keep, ops.logical_not(ops.logical_and(pos >= start, pos < start + w)))
+        return ops.expand_dims(keep, axis)
+
+    def call(self, inputs, training=None):
+        if not training or self.rate <= 0:
+            return inputs
+        batch, frames, mels = ops.shape(inputs)[0], inputs.shape[1], inputs.shape[2]
+        keep = ops.logical_and(
+            self._masks(batch, frames, self.time_masks, self.time_width, 2),
+            self._masks(batch, mels, self.freq_masks, self.freq_width, 1),
+        )
+        apply = keras.random.uniform((batch, 1, 1), seed=self.seed_generator) < self.rate
+        keep = ops.logical_or(keep, ops.logical_not(apply))
+        return ops.where(keep, inputs, ops.zeros_like(inputs))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed,
+                "freq_masks": self.freq_masks, "freq_width": self.freq_width,
+                "time_masks": self.time_masks, "time_width": self.time_width}  # fmt: skip
+
+
+def build_model(
+    input_shape: tuple[int, int],
+    num_classes: int,
+    *,
+    filters: list[int] = (64, 128, 128),
+    kernel_size: int = 5,
+    pool_size: int = 2,
+    lstm_units: list[int] = (128, 64),
+    dense_units: int = 64,
+    dropout: float = 0.3,
+    mean: np.ndarray | None = None,
+    variance: np.ndarray | None = None,
+    specaugment: dict | None = None,
+) -> keras.Model:
+    """Build the CNN-LSTM classifier.
+
+    Args:
+        input_shape: (frames, n_mels).
+        num_classes: size of the softmax.
+        filters, kernel_size, pool_size: the Conv1D + BatchNorm + ELU + MaxPool blocks.
+        lstm_units: one LSTM per entry; all but the last return sequences.
+        dense_units, dropout: the dense head.
+        mean, variance: per-mel normalisation from the training split (identity when None).
+        specaugment: SpecAugment kwargs (rate, masks, widths); None disables masking.
+
+    Returns:
+        An uncompiled `keras.Model` whose output is float32 class probabilities.
+    """
+    n_mels = input_shape[-1]
+    mean = np.zeros(n_mels, np.float32) if mean is None else np.asarray(mean, np.float32)
+    variance = np.ones(n_mels, np.float32) if variance is None else np.asarray(variance, np.float32)
+    inputs = keras.Input(shape=tuple(input_shape), name="logmel")
+    x = layers.Normalization(axis=-1, mean=mean, variance=variance, name="train_norm")(inputs)
+    if specaugment:
+        x = SpecAugment(**specaugment, name="specaugment")(x)
+    for i, n in enumerate(filters):
+        x = layers.Conv1D(n, kernel_size, padding="same", name=f"conv{i}")(x)
+        x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.ELU(name=f"elu{i}")(x)
+        x = layers.MaxPooling1D(pool_size, padding="same", name=f"pool{i}")(x)
+    for i, units in enumerate(lstm_units):
+        x = layers.LSTM(units, return_sequences=i < len(lstm_units) - 1, name=f"lstm{i}")(x)
+    x = layers.Dense(dense_units, activation="elu", name="dense")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="emotion")(x)
+    return keras.Model(inputs, outputs, name="cnn_lstm")
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """Load a saved `.keras` model in safe mode (no arbitrary code), with `SpecAugment` registered."""
+    return keras.models.load_model(path, safe_mode=True)
