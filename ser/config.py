@@ -143,14 +143,51 @@ class GateParams(_Strict):
     min_accuracy: float = Field(0.0, ge=0, le=1)
     min_uar: float = Field(0.0, ge=0, le=1)
     min_macro_f1: float = Field(0.0, ge=0, le=1)
+    min_class_recall: float = Field(0.0, ge=0, le=1)  # floor for the worst class's recall
 
 
 class EvaluateParams(_Strict):
     gates: GateParams = GateParams()
+    champion_tolerance: float = Field(0.02, ge=0, le=1)  # candidate may trail the champion by this much UAR
+
+
+class ValidateParams(_Strict):
+    """The data contract's bounds (see ser.contract)."""
+
+    mode: Literal["fail", "quarantine"] = "fail"
+    min_duration: float = Field(1.0, gt=0)
+    max_duration: float = Field(10.0, gt=0)
+    sample_rates: list[int] = [16000, 22050, 24000, 44100, 48000]
+    channels: int = Field(1, ge=1)
+    min_rms_dbfs: float = -50.0
+    max_clip_ratio: float = Field(0.001, ge=0, le=1)
+    class_balance: tuple[float, float] = (0.4, 2.5)  # each class's clip count / mean count
+
+
+class FlowParams(_Strict):
+    """How the Prefect flow runs (see flows/retrain.py)."""
+
+    task_runner: Literal["threads", "processes", "dask"] = "threads"
+    dask_address: str | None = None  # an existing Dask scheduler; None starts a local cluster
+    workers: int = Field(2, ge=1)
+    retries: int = Field(3, ge=0)
+    retry_delay_s: float = Field(2.0, ge=0)
+
+
+class ServeParams(_Strict):
+    """Limits and batching of the BentoML service."""
+
+    max_upload_mb: float = Field(20.0, gt=0)
+    max_duration_s: float = Field(60.0, gt=0)
+    window_hop_s: float = Field(1.75, gt=0)
+    max_batch_size: int = Field(32, ge=1)
+    max_latency_ms: int = Field(20, ge=1)
 
 
 class Params(_Strict):
     """The whole of params.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     data: DataParams = DataParams()
     split: SplitParams = SplitParams()
@@ -159,6 +196,10 @@ class Params(_Strict):
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    # `validate` would shadow pydantic's BaseModel.validate; read it as `params.contract`.
+    contract: ValidateParams = Field(ValidateParams(), alias="validate")
+    flow: FlowParams = FlowParams()
+    serve: ServeParams = ServeParams()
 
 
 def parse_params(raw: dict, origin: str = "params.yaml") -> Params:

@@ -42,6 +42,7 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "uar": float(np.mean([r[i] for i in present])),
         "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "min_class_recall": float(min(r[i] for i in present)),
         "n_test": int(len(y_true)),
         "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                           "support": int(s[i])} for i, c in enumerate(classes)},  # fmt: skip
