@@ -159,9 +159,12 @@ class ValidateParams(_Strict):
     max_duration: float = Field(10.0, gt=0)
     sample_rates: list[int] = [16000, 22050, 24000, 44100, 48000]
     channels: int = Field(1, ge=1)
-    min_rms_dbfs: float = -50.0
+    actors: tuple[int, int] = (1, 24)  # RAVDESS actor ids
+    min_rms_dbfs: float = -70.0  # whole-clip RMS; the quietest real RAVDESS clip is -64 dBFS
     max_clip_ratio: float = Field(0.001, ge=0, le=1)
     class_balance: tuple[float, float] = (0.4, 2.5)  # each class's clip count / mean count
+    feature_db_range: tuple[float, float] = (-200.0, 100.0)  # plausible log-mel values (dB)
+    min_feature_variance: float = Field(1e-6, gt=0)  # per mel bin, in stats.json
 
 
 class FlowParams(_Strict):

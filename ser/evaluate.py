@@ -25,6 +25,11 @@ from ser.io import atomic_path, write_json
 log = logging.getLogger(__name__)
 
 
+#: Which metric each gate in `evaluate.gates` bounds from below.
+GATE_METRICS = {"min_accuracy": "accuracy", "min_uar": "uar", "min_macro_f1": "macro_f1",
+                "min_class_recall": "min_class_recall"}  # fmt: skip
+
+
 class GateError(RuntimeError):
     """The model missed a quality gate."""
 
@@ -54,7 +59,7 @@ def check_gates(metrics: dict, gates: GateParams) -> list[str]:
     """Messages for every gate the metrics miss (empty when all pass)."""
     failures = []
     for key, value in gates.model_dump().items():
-        metric = key.removeprefix("min_")
+        metric = GATE_METRICS[key]
         if metrics[metric] < value:
             failures.append(f"gate evaluate.gates.{key}: {metric} {metrics[metric]:.3f} is below {value:.3f}")
     return failures

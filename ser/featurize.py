@@ -71,7 +71,9 @@ def select_clips(manifest: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
     bad = manifest[manifest["decode_error"].notna() | ~manifest["name_ok"].astype(bool)]
     if len(bad):
         listing = "; ".join(f"{r.path}: {r.decode_error or 'not a RAVDESS file name'}" for r in bad.itertuples())
-        raise FeaturizeError(f"{len(bad)} unusable clip(s): {listing}. Fix the corpus or run validate in quarantine mode")
+        raise FeaturizeError(
+            f"{len(bad)} unusable clip(s): {listing}. Fix the corpus or run validate in quarantine mode"
+        )
     unknown = manifest[manifest["emotion"].isna()]
     if len(unknown):
         raise FeaturizeError(f"emotion code outside the RAVDESS vocabulary: {unknown['path'].tolist()}")
@@ -107,7 +109,10 @@ def featurize(params: Params, manifest_path: Path, audio_dir: Path, out_dir: Pat
                              emotion=clip.emotion, actor=clip.actor))  # fmt: skip
             waves.append(wave)
     index = pd.DataFrame(rows)
-    feats = np.concatenate([logmel(np.stack(waves[i : i + 256]), params.features) for i in range(0, len(waves), 256)])
+    # Batches of 256 windows keep the FFT's working memory bounded on the full corpus.
+    feats = np.concatenate(
+        [logmel(np.stack(waves[i : i + 256]), params.features) for i in range(0, len(waves), 256)]
+    )
     labels = index["emotion"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
     train = (index["split"] == "train").to_numpy()
     mean, var = norm_stats(feats[train])

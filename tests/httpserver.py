@@ -16,6 +16,7 @@ every request, and can simulate trouble:
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import threading
@@ -133,10 +134,8 @@ def _make_handler(server: LocalServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body[: server.cut_after])
                 self.wfile.flush()
                 self.close_connection = True
-                try:
+                with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 return
             self.wfile.write(body)
 

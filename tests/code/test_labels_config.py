@@ -1,0 +1,79 @@
+"""File-name parsing, the label vocabulary, and params validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from ser.config import ParamsError, load_params, parse_params
+from ser.labels import EMOTIONS, LabelError, clip_name, parse_name, select_classes
+from tests.conftest import REPO
+
+
+def test_parse_name_reads_every_field():
+    name = parse_name("Actor_12/03-01-05-02-01-02-12.wav")
+    assert name.clip_id == "03-01-05-02-01-02-12"
+    assert (name.emotion, name.intensity, name.statement, name.repetition, name.actor) == ("angry", "strong", 1, 2, 12)
+    assert name.gender == "female"
+    assert parse_name("03-01-01-01-02-01-07.flac").gender == "male"
+
+
+@pytest.mark.parametrize(
+    "bad", ["hello.wav", "03-01-05-02-01-01.wav", "03-01-5-02-01-01-12.wav", "x3-01-05-02-01-01-12"]
+)
+def test_parse_name_rejects_non_ravdess_names(bad):
+    with pytest.raises(LabelError, match="expected MM-VV-EE-II-SS-RR-AA"):
+        parse_name(bad)
+
+
+def test_unknown_emotion_code_parses_without_label():
+    name = parse_name("03-01-09-01-01-01-01.wav")
+    assert name.emotion_code == 9 and name.emotion is None
+
+
+def test_clip_name_round_trips():
+    for emotion in EMOTIONS:
+        stem = clip_name(emotion, "strong", 2, 1, 24)
+        parsed = parse_name(stem)
+        assert (parsed.emotion, parsed.intensity, parsed.statement, parsed.actor) == (emotion, "strong", 2, 24)
+
+
+def test_select_classes_orders_and_checks():
+    assert select_classes([]) == list(EMOTIONS)
+    assert select_classes(["sad", "angry", "neutral"]) == ["neutral", "sad", "angry"]
+    with pytest.raises(LabelError, match="joy"):
+        select_classes(["joy", "sad"])
+    with pytest.raises(LabelError, match="two distinct"):
+        select_classes(["sad", "sad"])
+
+
+def test_default_params_file_is_valid():
+    params = load_params(REPO / "params.yaml")
+    assert params.data.source == "synthetic"
+    assert params.data.classes == list(EMOTIONS)
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"data": {"classes": ["neutral", "joy"]}}, "data.classes"),
+        ({"split": {"test_actors": -2}}, "split.test_actors"),
+        ({"split": {"method": "random", "val_fraction": 0.5, "test_fraction": 0.6}}, "split"),
+        ({"features": {"n_mels": -64}}, "features.n_mels"),
+        ({"augment": {"copies": -1}}, "augment.copies"),
+        ({"train": {"epochs": 0}}, "train.epochs"),
+        ({"model": {"filters": [64, -1]}}, "model.filters"),
+        ({"train": {"epoch": 3}}, "train.epoch"),
+    ],
+)
+def test_bad_params_name_the_key(raw, key):
+    with pytest.raises(ParamsError) as err:
+        parse_params(raw, "params.yaml")
+    assert f"params.yaml: {key}" in str(err.value)
+
+
+def test_missing_or_broken_params_file(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    (tmp_path / "p.yaml").write_text("data: [unclosed")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(tmp_path / "p.yaml")
