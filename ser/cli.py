@@ -30,12 +30,13 @@ def _input_errors() -> tuple[type[Exception], ...]:
     from ser.audio import AudioError
     from ser.config import ParamsError
     from ser.download import DownloadError
+    from ser.eda import EdaError
     from ser.featurize import FeaturizeError
     from ser.ingest import IngestError
     from ser.labels import LabelError
     from ser.splits import SplitError
 
-    return (AudioError, ParamsError, DownloadError, FeaturizeError, IngestError, LabelError, SplitError)
+    return (AudioError, ParamsError, DownloadError, EdaError, FeaturizeError, IngestError, LabelError, SplitError)
 
 
 def stage(func: Callable) -> Callable:
@@ -121,6 +122,25 @@ def evaluate(
 
     m = run(model_dir, features, metrics, predictions, confusion_png, load_params(params).evaluate.gates)
     typer.echo(f"accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  macro-F1 {m['macro_f1']:.3f}")
+
+
+@app.command()
+@stage
+def report(
+    params: ParamsOpt = Path("params.yaml"),
+    manifest: Annotated[Path, typer.Option(help="Manifest CSV of the clips.")] = Path("data/manifest.csv"),
+    audio_dir: Annotated[Path, typer.Option(help="Folder the manifest paths are relative to.")] = Path("data/raw"),
+    out: Annotated[Path, typer.Option(help="Folder to replace with index.html and the PNGs.")] = Path("reports/eda"),
+    actor: Annotated[
+        int | None, typer.Option(help="Actor of the per-emotion figures [default: lowest with every emotion].")
+    ] = None,
+) -> None:
+    """Write the corpus report: HTML page of EDA figures (class balance, examples, durations, loudness, pitch)."""
+    from ser.config import load_params
+    from ser.eda import eda_report
+
+    result = eda_report(manifest, audio_dir, out, load_params(params), actor=actor)
+    typer.echo(f"wrote {result['index']} ({len(result['figures'])} figures, example actor {result['actor']})")
 
 
 @data_app.command("synth")

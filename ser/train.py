@@ -22,6 +22,7 @@ import pandas as pd
 import tensorflow as tf
 
 from ser.config import Params
+from ser.curves import plot_history
 from ser.io import atomic_path, read_json, write_json
 from ser.model import build_model
 
@@ -74,6 +75,7 @@ def train(params: Params, features_dir: Path, model_dir: Path, history_path: Pat
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
     with atomic_path(history_path) as tmp:
         frame.drop(columns=["learning_rate"], errors="ignore").to_csv(tmp, index=False)
+    plot_history(history_path, history_path.with_name("curves.png"))
     best = int(frame["val_loss"].idxmin()) + 1
     summary = {"epochs_run": len(frame), "best_epoch": best, "train_seconds": round(seconds, 1),
                "train_clips": int(len(x_train)), "params": int(model.count_params())}  # fmt: skip
