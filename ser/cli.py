@@ -29,6 +29,7 @@ ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to read."
 def _input_errors() -> tuple[type[Exception], ...]:
     from ser.audio import AudioError
     from ser.config import ParamsError
+    from ser.contract import ContractError
     from ser.download import DownloadError
     from ser.eda import EdaError
     from ser.featurize import FeaturizeError
@@ -36,7 +37,8 @@ def _input_errors() -> tuple[type[Exception], ...]:
     from ser.labels import LabelError
     from ser.splits import SplitError
 
-    return (AudioError, ParamsError, DownloadError, EdaError, FeaturizeError, IngestError, LabelError, SplitError)
+    return (AudioError, ParamsError, ContractError, DownloadError, EdaError, FeaturizeError, IngestError, LabelError,
+            SplitError)  # fmt: skip
 
 
 def stage(func: Callable) -> Callable:
@@ -141,6 +143,48 @@ def report(
 
     result = eda_report(manifest, audio_dir, out, load_params(params), actor=actor)
     typer.echo(f"wrote {result['index']} ({len(result['figures'])} figures, example actor {result['actor']})")
+
+
+validate_app = typer.Typer(help="The data contract (Great Expectations): blocking checks before training.",
+                           no_args_is_help=True)  # fmt: skip
+app.add_typer(validate_app, name="validate")
+
+
+@validate_app.command("raw")
+@stage
+def validate_raw(
+    params: ParamsOpt = Path("params.yaml"),
+    manifest: Annotated[Path, typer.Option(help="Manifest CSV written by ingest.")] = Path("data/manifest.csv"),
+    accepted: Annotated[Path, typer.Option(help="Accepted manifest to write; featurize reads it.")] = Path(
+        "data/validated/manifest.csv"),
+    quarantine: Annotated[Path, typer.Option(help="Quarantine CSV to write (clips left out).")] = Path(
+        "reports/validate/quarantine.csv"),
+    result: Annotated[Path, typer.Option(help="JSON result (dvc metrics).")] = Path("reports/validate/raw.json"),
+    report: Annotated[Path, typer.Option(help="HTML report.")] = Path("reports/validate/raw.html"),
+) -> None:  # fmt: skip
+    """Check the raw corpus against the data contract; stop on a broken clip, label or split."""
+    from ser.config import load_params
+    from ser.validate import validate_raw as run
+
+    r = run(load_params(params), manifest, accepted, quarantine, result, report)
+    typer.echo(f"raw contract passed: {r['accepted']} of {r['clips']} clips accepted, {r['quarantined']} "
+               f"quarantined ({quarantine}); report {report}")  # fmt: skip
+
+
+@validate_app.command("features")
+@stage
+def validate_features(
+    params: ParamsOpt = Path("params.yaml"),
+    features: Annotated[Path, typer.Option(help="Folder written by featurize.")] = Path("data/features"),
+    result: Annotated[Path, typer.Option(help="JSON result (dvc metrics).")] = Path("reports/validate/features.json"),
+    report: Annotated[Path, typer.Option(help="HTML report.")] = Path("reports/validate/features.html"),
+) -> None:
+    """Check the feature arrays and statistics against the data contract."""
+    from ser.config import load_params
+    from ser.validate import validate_features as run
+
+    r = run(load_params(params), features, result, report)
+    typer.echo(f"feature contract passed: {r['windows']} windows of shape {r['shape']}; report {report}")
 
 
 @data_app.command("synth")

@@ -120,9 +120,9 @@ def featurize(params: Params, manifest_path: Path, audio_dir: Path, out_dir: Pat
         staging.mkdir(parents=True)
         for split in SPLITS:
             sel = (index["split"] == split).to_numpy()
-            np.savez(staging / f"{split}.npz", x=feats[sel], y=labels[sel],
-                     clip_id=index.loc[sel, "clip_id"].to_numpy(str),
-                     actor=index.loc[sel, "actor"].to_numpy(np.int64), copy=index.loc[sel, "copy"].to_numpy(np.int64))  # fmt: skip
+            rows = index[sel]
+            np.savez(staging / f"{split}.npz", x=feats[sel], y=labels[sel], clip_id=rows["clip_id"].to_numpy(str),
+                     actor=rows["actor"].to_numpy(np.int64), copy=rows["copy"].to_numpy(np.int64))  # fmt: skip
         index.to_csv(staging / "index.csv", index=False)
         write_json(staging / "stats.json", {
             "classes": classes, "features": params.features.model_dump(),

@@ -21,7 +21,9 @@ def stages_run(stdout: str) -> set[str]:
 def test_dvc_pipeline_end_to_end(project_copy):
     repo = project_copy()
     first = run(["dvc", "repro"], repo)
-    assert {"ingest", "featurize", "train", "evaluate"} <= stages_run(first.stdout)
+    assert {"ingest", "validate_raw", "report", "featurize", "validate_features", "train", "evaluate"} <= stages_run(
+        first.stdout
+    )
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert {"accuracy", "uar", "macro_f1", "per_class", "gates_passed"} <= metrics.keys()
     assert (repo / "models/model.keras").is_file() and (repo / "reports/confusion.png").stat().st_size > 1000
@@ -37,7 +39,8 @@ def test_dvc_pipeline_end_to_end(project_copy):
     params["augment"]["noise"]["rate"] = 0.9
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     ran = stages_run(run(["dvc", "repro"], repo).stdout)
-    assert "ingest" not in ran and {"featurize", "train", "evaluate"} <= ran
+    assert not ran & {"ingest", "validate_raw", "report"}
+    assert {"featurize", "validate_features", "train", "evaluate"} <= ran
 
     # push, wipe cache and outputs, pull: everything comes back and is up to date.
     run(["dvc", "push"], repo)
