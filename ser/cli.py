@@ -50,10 +50,11 @@ def stage(func: Callable) -> Callable:
                             stream=sys.stderr)  # fmt: skip
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from ser.evaluate import GateError
+        from ser.package import PackageError
 
         try:
             return func(*args, **kwargs)
-        except GateError as err:
+        except (GateError, PackageError) as err:
             typer.echo(f"error: quality gate failed: {err}", err=True)
             raise typer.Exit(1) from None
         except _input_errors() as err:
@@ -124,6 +125,38 @@ def evaluate(
 
     m = run(model_dir, features, metrics, predictions, confusion_png, load_params(params).evaluate.gates)
     typer.echo(f"accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  macro-F1 {m['macro_f1']:.3f}")
+
+
+@app.command()
+@stage
+def package(
+    params: ParamsOpt = Path("params.yaml"),
+    model_dir: Annotated[Path, typer.Option(help="Folder written by train.")] = Path("models"),
+    metrics: Annotated[Path, typer.Option(help="Metrics JSON written by evaluate.")] = Path("reports/metrics.json"),
+    out: Annotated[Path, typer.Option(help="Package summary JSON to write.")] = Path("reports/package.json"),
+    card: Annotated[Path, typer.Option(help="Model card (markdown) to write.")] = Path("reports/model_card.md"),
+    lock: Annotated[Path, typer.Option(help="dvc.lock to read data/model hashes from.")] = Path("dvc.lock"),
+    gate: Annotated[Path, typer.Option(help="Champion/challenger verdict (optional).")] = Path("reports/gate.json"),
+) -> None:
+    """Save the accepted model (gates passed) to the BentoML model store, with its model card."""
+    from ser.config import load_params
+    from ser.package import package as run
+
+    summary = run(load_params(params), model_dir, metrics, out, lock_path=lock, gate_path=gate, card_path=card)
+    typer.echo(f"saved {summary['tag']}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 3000,
+    model_tag: Annotated[str, typer.Option(help="Model in the BentoML store.")] = "ser_emotion:latest",
+    batching: Annotated[str, typer.Option(help="inprocess | bentoml | off")] = "inprocess",
+) -> None:
+    """Serve the packaged model over HTTP (bentoml serve ser.service:EmotionService)."""
+    os.environ.update(SER_MODEL_TAG=model_tag, SER_BATCHING=batching)
+    exe = str(Path(sys.executable).parent / "bentoml")
+    os.execv(exe, [exe, "serve", "ser.service:EmotionService", "--host", host, "--port", str(port)])
 
 
 @app.command()

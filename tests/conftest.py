@@ -43,6 +43,13 @@ def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPr
     return proc
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the test run's BentoML model store away from the user's ~/bentoml (subprocesses inherit it)."""
+    import tempfile
+
+    os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="ser-test-bentoml-")
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
@@ -84,3 +91,14 @@ def project_copy(tmp_path: Path):
         return dest
 
     return make
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect API (SQLite) for the whole session: it takes ~20 s to start."""
+    from prefect.settings import PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    quiet = temporary_settings({PREFECT_SERVER_ANALYTICS_ENABLED: False})  # no telemetry attempts offline
+    with quiet, prefect_test_harness(server_startup_timeout=180):
+        yield

@@ -1,0 +1,146 @@
+"""Load benchmark of the BentoML service against a naive `model.predict` baseline.
+
+Starts each variant with `bentoml serve` on 127.0.0.1, drives it from this
+(separate) process with concurrent aiohttp clients posting 3.5 s 16 kHz WAV
+clips to `/predict`, and reports per variant: p50/p99 latency of single
+(sequential) requests, sustained requests/s over `--duration` seconds under
+`--concurrency` clients with the error count, p50/p99 under load, and the
+server's RSS (all processes) at start and end; then the throughput ratios.
+
+Variants: `batched` (EmotionService, adaptive batching), `direct`
+(EmotionService, SER_ADAPTIVE_BATCHING=0: one compiled-graph call per request),
+and `naive` (`NaiveService` below: decode, `logmel`, Keras `model.predict`
+per request, the way a first service would be written).
+
+    BENTOML_HOME=... python bench/serve_bench.py --duration 60 --concurrency 16 \
+        --out reports/serve_bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ser.serving_testing import Served, wav_bytes  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = {"batched": ("ser.service:EmotionService", {"SER_BATCHING": "inprocess"}),
+            "unbatched": ("ser.service:EmotionService", {"SER_BATCHING": "off"}),
+            "bentoml-adaptive": ("ser.service:EmotionService", {"SER_BATCHING": "bentoml"}),
+            "naive": ("bench.naive_service:NaiveService", {})}  # fmt: skip
+
+
+def clip_bytes(seconds: float = 3.5, rate: int = 16000) -> bytes:
+    """A WAV of a noisy tone, the shape of a RAVDESS clip."""
+    return wav_bytes(seconds, rate)
+
+
+def _tree(pid: int) -> list:
+    import psutil
+
+    proc = psutil.Process(pid)
+    return [proc, *proc.children(recursive=True)]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children, in MiB."""
+    return sum(p.memory_info().rss for p in _tree(pid)) / 2**20
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its children."""
+    return sum(sum(p.cpu_times()[:2]) for p in _tree(pid))
+
+
+async def drive(url: str, data: bytes, seconds: float, concurrency: int) -> dict:
+    """`concurrency` clients posting back to back for `seconds`; latencies (ms), count and errors."""
+    import aiohttp
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    stop_at = time.perf_counter() + seconds
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        while time.perf_counter() < stop_at:
+            form = aiohttp.FormData()
+            form.add_field("audio", data, filename="clip.wav", content_type="audio/wav")
+            t0 = time.perf_counter()
+            try:
+                async with session.post(url, data=form) as resp:
+                    await resp.read()
+                    if resp.status != 200:
+                        errors.append(str(resp.status))
+                        continue
+            except aiohttp.ClientError as err:
+                errors.append(type(err).__name__)
+                continue
+            latencies.append((time.perf_counter() - t0) * 1000)
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    lat = np.array(latencies or [np.nan])
+    p50, p99 = (round(float(np.percentile(lat, q)), 1) for q in (50, 99))
+    return {"requests": len(latencies), "errors": len(errors), "error_kinds": sorted(set(errors)),
+            "seconds": round(elapsed, 1), "rps": round(len(latencies) / elapsed, 1),
+            "p50_ms": p50, "p99_ms": p99}  # fmt: skip
+
+
+def bench_variant(name: str, data: bytes, args: argparse.Namespace) -> dict:
+    """Start one variant, measure single-request latency, then sustained load."""
+    target, env = VARIANTS[name]
+    served = Served(target, env=env, cwd=ROOT)
+    with served as base:
+        proc, url = served.proc, f"{base}/predict"
+        rss_start = rss_mb(proc.pid)
+        asyncio.run(drive(url, data, 2.0, 2))  # warm the connection pool and the allocator
+        single = asyncio.run(drive(url, data, args.single_seconds, 1))
+        server0, client0 = cpu_s(proc.pid), sum(os.times()[:2])
+        load = asyncio.run(drive(url, data, args.duration, args.concurrency))
+        n = max(1, load["requests"])
+        load["server_cpu_ms_per_req"] = round((cpu_s(proc.pid) - server0) * 1000 / n, 2)
+        load["client_cpu_ms_per_req"] = round((sum(os.times()[:2]) - client0) * 1000 / n, 2)
+        rss_end = rss_mb(proc.pid)
+    result = {"single": single, "load": load, "rss_start_mb": round(rss_start), "rss_end_mb": round(rss_end)}
+    print(f"{name:8s} single p50 {single['p50_ms']:6.1f} ms p99 {single['p99_ms']:6.1f} ms | "
+          f"load {load['rps']:6.1f} req/s, {load['errors']} errors, p50 {load['p50_ms']:.1f} ms "
+          f"p99 {load['p99_ms']:.1f} ms, server CPU {load['server_cpu_ms_per_req']} ms/req | "
+          f"RSS {rss_start:.0f} -> {rss_end:.0f} MiB", flush=True)  # fmt: skip
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of sustained load per variant")
+    parser.add_argument("--single-seconds", type=float, default=10.0, help="seconds of sequential single requests")
+    parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients under load")
+    parser.add_argument("--variants", default="batched,direct,naive", help="comma-separated subset to run")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    data = clip_bytes()
+    results = {"cpus": os.cpu_count(), "clip": "3.5 s 16 kHz mono WAV", "duration_s": args.duration,
+               "concurrency": args.concurrency, "variants": {}}  # fmt: skip
+    for name in args.variants.split(","):
+        results["variants"][name] = bench_variant(name, data, args)
+    if "naive" in results["variants"]:
+        base = results["variants"]["naive"]["load"]["rps"] or float("nan")
+        results["speedup_vs_naive"] = {n: round(v["load"]["rps"] / base, 2) for n, v in results["variants"].items()}
+        print("throughput vs naive:", results["speedup_vs_naive"])
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()
