@@ -28,7 +28,7 @@ test: setup
 	PATH=$(BIN):$$PATH python -m pytest
 
 lint: setup
-	$(BIN)/ruff check ser tests
+	$(BIN)/ruff check ser flows tests bench
 
 # Re-pin every dependency after editing pyproject.toml.
 lock:

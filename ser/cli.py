@@ -244,6 +244,43 @@ def data_fetch(
     typer.echo(f"RAVDESS audio under {fetch_ravdess(dest)}")
 
 
+flow_app = typer.Typer(help="The Prefect retrain flow (flows/retrain.py): one recorded, gated run.",
+                       no_args_is_help=True)  # fmt: skip
+app.add_typer(flow_app, name="flow")
+
+SetOpt = Annotated[list[str] | None, typer.Option("--set-param", "-S", metavar="KEY=VALUE",
+                   help="Params override, written into params.yaml first (as `dvc exp run -S`).")]  # fmt: skip
+RepoOpt = Annotated[Path, typer.Option(help="Project (git + DVC) to run in.")]
+PullOpt = Annotated[bool, typer.Option("--pull", help="`dvc pull` before running (retried).")]
+PushOpt = Annotated[bool, typer.Option("--push", help="`dvc push` after an accepted run (retried).")]
+
+
+def _retrain(repo: Path):
+    """flows.retrain, imported from the project (flows/ sits beside ser/)."""
+    root = str(repo.resolve())
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from flows import retrain
+
+    return retrain
+
+
+@flow_app.command("run")
+def flow_run(set_param: SetOpt = None, repo: RepoOpt = Path("."), pull: PullOpt = False, push: PushOpt = False,
+             until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None) -> None:  # fmt: skip
+    """Run the retrain flow once (no Prefect server needed); exit 1 when a stage or the gate failed."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    raise typer.Exit(_retrain(repo).run_once(repo, set_param or [], until, pull, push))
+
+
+@flow_app.command("serve")
+def flow_serve(set_param: SetOpt = None, repo: RepoOpt = Path("."), pull: PullOpt = False, push: PushOpt = False,
+               cron: Annotated[str, typer.Option(help="Schedule (cron).")] = "0 3 * * 1",
+               name: Annotated[str, typer.Option(help="Deployment name.")] = "scheduled") -> None:  # fmt: skip
+    """Serve the flow on a schedule (needs `prefect server start` and PREFECT_API_URL)."""
+    _retrain(repo).serve(cron, name, repo=repo, overrides=set_param or [], pull=pull, push=push)
+
+
 def main() -> None:
     """Entry point for `python -m ser`."""
     app()

@@ -36,8 +36,12 @@ class PackageError(RuntimeError):
     """The model may not be packaged: a gate failed, or an input is missing."""
 
 
-def check_accepted(metrics_path: Path, gate_path: Path | None) -> dict:
-    """Return the metrics when the model passed every gate; raise PackageError otherwise."""
+def check_accepted(metrics_path: Path, gate_path: Path | None, model_md5: str | None = None) -> dict:
+    """Return the metrics when the model passed every gate; raise PackageError otherwise.
+
+    A `gate.json` verdict about another model (its candidate md5 differs from `model_md5`, the
+    current model's hash in dvc.lock) is stale and ignored: only the absolute gates apply then.
+    """
     if not metrics_path.is_file():
         raise PackageError(f"{metrics_path}: metrics not found; run the evaluate stage first")
     metrics = read_json(metrics_path)
@@ -46,7 +50,10 @@ def check_accepted(metrics_path: Path, gate_path: Path | None) -> dict:
                            "only a model that passed the quality gates is packaged")  # fmt: skip
     if gate_path is not None and gate_path.is_file():
         gate = read_json(gate_path)
-        if gate.get("accepted") is False:
+        about = (gate.get("candidate") or {}).get("model_md5")
+        if model_md5 and about and about != model_md5:
+            log.info("%s judged model %s, not the current %s: ignoring it", gate_path, about, model_md5)
+        elif gate.get("accepted") is False:
             reason = gate.get("reason") or gate.get("message") or "no reason given"
             raise PackageError(f"{gate_path}: the champion/challenger gate rejected this model ({reason})")
     return metrics
@@ -125,12 +132,12 @@ def package(params: Params, model_dir: Path, metrics_path: Path, out_path: Path,
     """
     import bentoml
 
-    metrics = check_accepted(metrics_path, gate_path)
+    hashes = dvc_hashes(lock_path, (data_path, str(model_dir).rstrip("/")))
+    metrics = check_accepted(metrics_path, gate_path, hashes[str(model_dir).rstrip("/")])
     missing = [f for f in MODEL_FILES if not (model_dir / f).is_file()]
     if missing:
         raise PackageError(f"{model_dir}: missing {', '.join(missing)}; run the train stage first")
     preprocess = read_json(model_dir / "preprocess.json")
-    hashes = dvc_hashes(lock_path, (data_path, str(model_dir).rstrip("/")))
     commit = git_commit(lock_path.parent if lock_path.parent.exists() else None)
     metadata = build_metadata(params, preprocess, metrics, hashes, commit)
     labels = {"task": "speech-emotion-recognition", "gates": "passed", "uar": f"{metrics.get('uar', 0):.3f}",
