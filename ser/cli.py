@@ -35,10 +35,11 @@ def _input_errors() -> tuple[type[Exception], ...]:
     from ser.featurize import FeaturizeError
     from ser.ingest import IngestError
     from ser.labels import LabelError
+    from ser.predict import PredictError
     from ser.splits import SplitError
 
     return (AudioError, ParamsError, ContractError, DownloadError, EdaError, FeaturizeError, IngestError, LabelError,
-            SplitError)  # fmt: skip
+            PredictError, SplitError)  # fmt: skip
 
 
 def stage(func: Callable) -> Callable:
@@ -144,6 +145,30 @@ def package(
 
     summary = run(load_params(params), model_dir, metrics, out, lock_path=lock, gate_path=gate, card_path=card)
     typer.echo(f"saved {summary['tag']}")
+
+
+@app.command()
+@stage
+def predict(
+    files: Annotated[
+        list[Path], typer.Argument(help="Audio files (wav, flac, ogg, mp3).", exists=True, dir_okay=False)
+    ],
+    model_dir: Annotated[Path, typer.Option(help="Local model folder (model.keras + preprocess.json).")] = Path(
+        "models"),
+    url: Annotated[str | None, typer.Option(help="A running service instead, e.g. http://127.0.0.1:3000.")] = None,
+    hop: Annotated[float, typer.Option(help="Seconds between windows of a long file.")] = 1.75,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:  # fmt: skip
+    """Predict the emotion of audio files: top emotion, probabilities, per-window timeline for long files."""
+    import json
+
+    from ser.predict import predict_local, predict_remote, render
+
+    results = predict_remote(files, url) if url else predict_local(files, model_dir, hop)
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+    else:
+        render(results)
 
 
 @app.command()

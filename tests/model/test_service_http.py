@@ -119,3 +119,18 @@ def test_built_bento_serves_by_tag(home: tuple[Path, str], tmp_path: Path) -> No
 def _latest_bento(env: dict) -> str:
     bentos = json.loads(sh(["bentoml", "list", "-o", "json"], env))
     return sorted(bentos, key=lambda b: b["creation_time"])[-1]["tag"]
+
+
+def test_cli_predict_against_the_running_service(server: str, tmp_path: Path) -> None:
+    """`ser predict --url` uploads each file to /predict and prints its answer (errors name the file)."""
+    from typer.testing import CliRunner
+
+    from ser.cli import app
+
+    (tmp_path / "clip.wav").write_bytes(wav_bytes(2.0))
+    (tmp_path / "junk.wav").write_bytes(b"not audio at all")
+    ok = CliRunner().invoke(app, ["predict", str(tmp_path / "clip.wav"), "--url", server, "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)[0]["file"].endswith("clip.wav")
+    bad = CliRunner().invoke(app, ["predict", str(tmp_path / "junk.wav"), "--url", server])
+    assert bad.exit_code == 2 and "junk.wav: the service answered 400" in bad.output
