@@ -66,7 +66,8 @@ def package_tiny_model(workdir: Path, gates_passed: bool = True) -> dict:
     model_dir = make_tiny_model(workdir / "models")
     write_json(workdir / "metrics.json", {"accuracy": 0.5, "uar": 0.5, "macro_f1": 0.5, "gates_passed": gates_passed})
     return package(tiny_params(), model_dir, workdir / "metrics.json", workdir / "package.json",
-                   lock_path=workdir / "dvc.lock", gate_path=workdir / "gate.json")  # fmt: skip
+                   lock_path=workdir / "dvc.lock", gate_path=workdir / "gate.json",
+                   card_path=workdir / "model_card.md")  # fmt: skip
 
 
 def tone(seconds: float, rate: int = 16000, channels: int = 1, freq: float = 220.0) -> np.ndarray:
