@@ -110,6 +110,20 @@ def train(
     run(load_params(params), features, model_dir, history)
 
 
+def print_metrics(m: dict, title: str) -> None:
+    """The metrics table `evaluate` prints: overall scores, then per-class recall and support."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for c, v in m["per_class"].items():
+        table.add_row(c, *(f"{v[k]:.3f}" for k in ("precision", "recall", "f1")), str(v["support"]))
+    Console(width=100).print(table)
+    typer.echo(f"accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  macro-F1 {m['macro_f1']:.3f}  (n = {m['n_test']})")
+
+
 @app.command()
 @stage
 def evaluate(
@@ -119,13 +133,27 @@ def evaluate(
     metrics: Annotated[Path, typer.Option(help="Metrics JSON to write.")] = Path("reports/metrics.json"),
     predictions: Annotated[Path, typer.Option(help="actual/predicted CSV.")] = Path("reports/predictions.csv"),
     confusion_png: Annotated[Path, typer.Option(help="Confusion matrix PNG.")] = Path("reports/confusion.png"),
+    corpus: Annotated[Path | None, typer.Option(help="Cross-corpus: a folder of audio to score instead of the "
+                                                     "test split (needs --labels).")] = None,
+    labels: Annotated[Path | None, typer.Option(help="Cross-corpus: TSV of relative path<TAB>emotion "
+                                                     "(RAVDESS vocabulary).")] = None,
 ) -> None:
-    """Score the model on the test split and apply the quality gates."""
+    """Score the model on the test split and apply the quality gates, or (--corpus/--labels) on another corpus."""
     from ser.config import load_params
+
+    if (corpus is None) != (labels is None):
+        raise typer.BadParameter("--corpus and --labels go together", param_hint="--corpus/--labels")
+    if corpus is not None:
+        from ser.crosscorpus import evaluate_corpus
+
+        m = evaluate_corpus(model_dir, corpus, labels, metrics, predictions, confusion_png,
+                            hop_s=load_params(params).serve.window_hop_s)  # fmt: skip
+        print_metrics(m, f"{corpus} ({len(m['classes_in_corpus'])} classes)")
+        return
     from ser.evaluate import evaluate as run
 
     m = run(model_dir, features, metrics, predictions, confusion_png, load_params(params).evaluate.gates)
-    typer.echo(f"accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  macro-F1 {m['macro_f1']:.3f}")
+    print_metrics(m, "test split")
 
 
 @app.command()

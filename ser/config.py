@@ -122,6 +122,9 @@ class ModelParams(_Strict):
     lstm_units: list[int] = Field([128, 64], min_length=1)
     dense_units: int = Field(64, ge=1)
     dropout: float = Field(0.3, ge=0, lt=1)
+    pooling: Literal["last", "mean", "attention"] = "last"
+    bidirectional: bool = False
+    utterance_norm: bool = False  # subtract each clip's own per-mel mean (in the model, so serving matches)
 
     @field_validator("filters", "lstm_units")
     @classmethod
@@ -137,6 +140,9 @@ class TrainParams(_Strict):
     learning_rate: float = Field(1e-3, gt=0)
     patience: int = Field(8, ge=1)
     seed: int = 42
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)  # AdamW's decoupled weight decay; 0 = plain Adam
+    mixup: float = Field(0.0, ge=0)  # Beta(a, a) mixup of training batches; 0 = off
 
 
 class GateParams(_Strict):
@@ -233,3 +239,36 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if raw is not None and not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     return parse_params(raw, str(path))
+
+
+def override(params: Params, sets: list[str] | dict[str, object], origin: str = "--set") -> Params:
+    """A copy of `params` with dotted keys replaced, as `dvc exp run -S` does.
+
+    Args:
+        params: the base params.
+        sets: ["train.epochs=60", "model.pooling=attention"] (values parsed as YAML) or a dict.
+        origin: named in errors.
+
+    Raises:
+        ParamsError: a malformed `key=value`, or a value the schema rejects (naming the key).
+    """
+    raw = params.model_dump(by_alias=True)
+    items = sets.items() if isinstance(sets, dict) else [_split_set(s, origin) for s in sets]
+    for key, value in items:
+        *parents, leaf = key.split(".")
+        node = raw
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise ParamsError(f"{origin}: {key}: no such section {part!r}")
+            node = node[part]
+        if leaf not in node:
+            raise ParamsError(f"{origin}: {key}: no such key; expected one of {sorted(node)}")
+        node[leaf] = value
+    return parse_params(raw, origin)
+
+
+def _split_set(item: str, origin: str) -> tuple[str, object]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ParamsError(f"{origin}: {item!r}: expected key=value, e.g. train.epochs=60")
+    return key.strip(), yaml.safe_load(value)

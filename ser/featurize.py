@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from ser.audio import fixed_window, load_audio
 from ser.augment import augment_wave
@@ -80,6 +81,41 @@ def select_clips(manifest: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
     return manifest[manifest["emotion"].isin(classes)].reset_index(drop=True)
 
 
+def window_clips(clips: pd.DataFrame, audio_dir: Path, copies: np.ndarray, features: FeatureParams,
+                 augment: AugmentParams, mapper: Mapper | None = None, workers: int | None = None,
+                 ) -> tuple[pd.DataFrame, list[np.ndarray]]:  # fmt: skip
+    """Decode every clip once and cut its window plus `copies[i]` augmented windows.
+
+    Returns:
+        An index (one row per window: the clip's manifest columns, `copy`, `augmentation`)
+        and the windows in the same order.
+    """
+    jobs = [ClipJob(str(audio_dir / r.path), r.clip_id, int(n), features, augment)
+            for r, n in zip(clips.itertuples(), copies, strict=True)]  # fmt: skip
+    workers = features.workers if workers is None else workers
+    # A progress bar on a terminal (decoding + augmentation is the slow part); silent in logs.
+    bar = dict(total=len(jobs), desc="decode+augment", unit="clip", disable=None, leave=False)
+    if mapper is None:
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                windows = list(tqdm(pool.map(clip_windows, jobs, chunksize=8), **bar))
+        else:
+            windows = list(tqdm(map(clip_windows, jobs), **bar))
+    else:
+        windows = list(tqdm(mapper(clip_windows, jobs), **bar))
+    rows, waves = [], []
+    for clip, clip_wins in zip(clips.to_dict("records"), windows, strict=True):
+        for copy, (wave, tag) in enumerate(clip_wins):
+            rows.append({**clip, "copy": copy, "augmentation": tag})
+            waves.append(wave)
+    return pd.DataFrame(rows), waves
+
+
+def logmel_batches(waves: list[np.ndarray], features: FeatureParams, batch: int = 256) -> np.ndarray:
+    """`logmel` over a list of equal-length windows, in batches that bound the FFT's working memory."""
+    return np.concatenate([logmel(np.stack(waves[i : i + batch]), features) for i in range(0, len(waves), batch)])
+
+
 def featurize(params: Params, manifest_path: Path, audio_dir: Path, out_dir: Path,
               mapper: Mapper | None = None) -> dict:  # fmt: skip
     """Write train/val/test .npz, index.csv and stats.json under out_dir; return a summary."""
@@ -89,30 +125,11 @@ def featurize(params: Params, manifest_path: Path, audio_dir: Path, out_dir: Pat
     missing = {s for s in SPLITS if not (clips["split"] == s).any()}
     if missing:
         raise FeaturizeError(f"split: no clips fall in {sorted(missing)}; check split.* in params.yaml")
-    jobs = [
-        ClipJob(str(audio_dir / r.path), r.clip_id, params.augment.copies if r.split == "train" else 0,
-                params.features, params.augment)  # fmt: skip
-        for r in clips.itertuples()
-    ]
-    if mapper is None:
-        if params.features.workers > 1:
-            with ProcessPoolExecutor(params.features.workers) as pool:
-                windows = list(pool.map(clip_windows, jobs, chunksize=8))
-        else:
-            windows = list(map(clip_windows, jobs))
-    else:
-        windows = list(mapper(clip_windows, jobs))
-    rows, waves = [], []
-    for clip, clip_wins in zip(clips.itertuples(), windows, strict=True):
-        for copy, (wave, tag) in enumerate(clip_wins):
-            rows.append(dict(clip_id=clip.clip_id, split=clip.split, copy=copy, augmentation=tag,
-                             emotion=clip.emotion, actor=clip.actor))  # fmt: skip
-            waves.append(wave)
-    index = pd.DataFrame(rows)
-    # Batches of 256 windows keep the FFT's working memory bounded on the full corpus.
-    feats = np.concatenate(
-        [logmel(np.stack(waves[i : i + 256]), params.features) for i in range(0, len(waves), 256)]
-    )
+    copies = np.where(clips["split"] == "train", params.augment.copies, 0)
+    index, waves = window_clips(clips, audio_dir, copies, params.features, params.augment,
+                                mapper=mapper)  # fmt: skip
+    index = index[["clip_id", "split", "copy", "augmentation", "emotion", "actor"]]
+    feats = logmel_batches(waves, params.features)
     labels = index["emotion"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
     train = (index["split"] == "train").to_numpy()
     mean, var = norm_stats(feats[train])

@@ -63,6 +63,31 @@ class SpecAugment(layers.Layer):
                 "time_masks": self.time_masks, "time_width": self.time_width}  # fmt: skip
 
 
+@keras.saving.register_keras_serializable(package="ser")
+class UtteranceNorm(layers.Layer):
+    """Subtract each clip's own mean per mel bin over time (cepstral-mean-style normalisation).
+
+    Removes the clip's average spectral envelope (voice, microphone, level), so the
+    model sees how the spectrum moves rather than whose voice it is.
+    """
+
+    def call(self, inputs):
+        return inputs - ops.mean(inputs, axis=1, keepdims=True)
+
+
+@keras.saving.register_keras_serializable(package="ser")
+class AttentionPool(layers.Layer):
+    """Weighted mean over time, the weights a learned softmax over frames (attention pooling)."""
+
+    def build(self, input_shape):
+        self.score = layers.Dense(1, name="score")
+        self.score.build(input_shape)
+
+    def call(self, inputs):
+        weights = ops.softmax(self.score(inputs), axis=1)
+        return ops.sum(weights * inputs, axis=1)
+
+
 def build_model(
     input_shape: tuple[int, int],
     num_classes: int,
@@ -73,6 +98,9 @@ def build_model(
     lstm_units: list[int] = (128, 64),
     dense_units: int = 64,
     dropout: float = 0.3,
+    pooling: str = "last",
+    bidirectional: bool = False,
+    utterance_norm: bool = False,
     mean: np.ndarray | None = None,
     variance: np.ndarray | None = None,
     specaugment: dict | None = None,
@@ -85,6 +113,10 @@ def build_model(
         filters, kernel_size, pool_size: the Conv1D + BatchNorm + ELU + MaxPool blocks.
         lstm_units: one LSTM per entry; all but the last return sequences.
         dense_units, dropout: the dense head.
+        pooling: how the last LSTM's sequence becomes one vector: its `last` state,
+            the `mean` over time, or `attention` pooling.
+        bidirectional: run each LSTM both ways (outputs concatenated).
+        utterance_norm: subtract each clip's own per-mel mean (after the training-split normalisation).
         mean, variance: per-mel normalisation from the training split (identity when None).
         specaugment: SpecAugment kwargs (rate, masks, widths); None disables masking.
 
@@ -96,6 +128,8 @@ def build_model(
     variance = np.ones(n_mels, np.float32) if variance is None else np.asarray(variance, np.float32)
     inputs = keras.Input(shape=tuple(input_shape), name="logmel")
     x = layers.Normalization(axis=-1, mean=mean, variance=variance, name="train_norm")(inputs)
+    if utterance_norm:
+        x = UtteranceNorm(name="utterance_norm")(x)
     if specaugment:
         x = SpecAugment(**specaugment, name="specaugment")(x)
     for i, n in enumerate(filters):
@@ -104,7 +138,15 @@ def build_model(
         x = layers.ELU(name=f"elu{i}")(x)
         x = layers.MaxPooling1D(pool_size, padding="same", name=f"pool{i}")(x)
     for i, units in enumerate(lstm_units):
-        x = layers.LSTM(units, return_sequences=i < len(lstm_units) - 1, name=f"lstm{i}")(x)
+        sequences = i < len(lstm_units) - 1 or pooling != "last"
+        lstm = layers.LSTM(units, return_sequences=sequences, name=f"lstm{i}")
+        x = layers.Bidirectional(lstm, name=f"bilstm{i}")(x) if bidirectional else lstm(x)
+    if pooling == "mean":
+        x = layers.GlobalAveragePooling1D(name="mean_pool")(x)
+    elif pooling == "attention":
+        x = AttentionPool(name="attention_pool")(x)
+    elif pooling != "last":
+        raise ValueError(f"model.pooling: expected last, mean or attention, got {pooling!r}")
     x = layers.Dense(dense_units, activation="elu", name="dense")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="emotion")(x)

@@ -22,7 +22,7 @@ class SplitError(ValueError):
     """The split parameters cannot be met by this corpus."""
 
 
-def _gender_balanced_order(actors: list[int], seed: int) -> list[int]:
+def gender_balanced_order(actors: list[int], seed: int) -> list[int]:
     """Actors shuffled with a seed, alternating female/male so any prefix is balanced."""
     rng = np.random.default_rng(seed)
     female = [a for a in actors if a % 2 == 0]
@@ -48,7 +48,7 @@ def speaker_split(actors: list[int], params: SplitParams) -> dict[int, str]:
             f"split.val_actors + split.test_actors = {need} leaves no actor to train on "
             f"(the corpus has {len(unique)} actors)"
         )
-    order = _gender_balanced_order(unique, params.seed)
+    order = gender_balanced_order(unique, params.seed)
     roles = ["test"] * params.test_actors + ["val"] * params.val_actors
     roles += ["train"] * (len(order) - len(roles))
     return dict(zip(order, roles, strict=True))
@@ -81,5 +81,5 @@ def actor_folds(actors: list[int], k: int, seed: int = 0) -> Iterator[list[int]]
     if not 2 <= k <= len(unique):
         raise SplitError(f"k = {k} folds needs 2 <= k <= {len(unique)} actors")
     # Contiguous chunks of the alternating order keep each fold gender-balanced.
-    for chunk in np.array_split(np.asarray(_gender_balanced_order(unique, seed)), k):
+    for chunk in np.array_split(np.asarray(gender_balanced_order(unique, seed)), k):
         yield sorted(int(a) for a in chunk)

@@ -1,10 +1,12 @@
 """The `train` stage: fit the CNN-LSTM on the featurized training split.
 
 Seeded (`keras.utils.set_random_seed`), early stopping on the validation loss
-with the best weights restored, one progress line per epoch, history written as
-CSV for `dvc plots`. Uses every visible GPU (MirroredStrategy + mixed float16)
-and the CPU otherwise. Writes `model.keras` and `preprocess.json` (classes,
-feature parameters, normalisation statistics) side by side.
+with the best weights restored, optional label smoothing, AdamW weight decay
+and mixup (all in `train.*` params), a progress bar on a terminal and one log
+line per epoch, history written as CSV for `dvc plots`. Uses every visible GPU
+(MirroredStrategy + mixed float16) and the CPU otherwise. Writes `model.keras`
+and `preprocess.json` (classes, feature parameters, normalisation statistics)
+side by side. `fit` is also what the benchmark (`ser bench`) trains with.
 
     ser train --params params.yaml --features data/features --model-dir models \
         --history reports/train/history.csv
@@ -20,6 +22,7 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from tqdm import tqdm
 
 from ser.config import Params
 from ser.curves import plot_history
@@ -46,42 +49,110 @@ def device_strategy() -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy()
 
 
-def train(params: Params, features_dir: Path, model_dir: Path, history_path: Path) -> dict:
-    """Train and save the model; return a summary (epochs run, best epoch, seconds)."""
+class EpochProgress(keras.callbacks.Callback):
+    """A tqdm bar over batches on a terminal, and one log line per epoch everywhere."""
+
+    def __init__(self, epochs: int, steps: int) -> None:
+        super().__init__()
+        self.epochs, self.steps, self.bar = epochs, steps, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch",
+                        disable=None, leave=False)  # fmt: skip
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{(logs or {}).get('loss', float('nan')):.3f}", refresh=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.bar.close()
+        logs = logs or {}
+        log.info("epoch %d/%d  loss %.4f  accuracy %.3f  val_loss %.4f  val_accuracy %.3f", epoch + 1, self.epochs,
+                 logs.get("loss", np.nan), logs.get("accuracy", np.nan), logs.get("val_loss", np.nan),
+                 logs.get("val_accuracy", np.nan))  # fmt: skip
+
+
+def training_batches(x: np.ndarray, y: np.ndarray, n_classes: int, batch: int, mixup: float,
+                     seed: int) -> tf.data.Dataset:  # fmt: skip
+    """Shuffled one-hot batches, mixed (mixup, Beta(a, a) per example) when `mixup` > 0."""
+    ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, n_classes)))
+    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch)
+    if mixup > 0:
+
+        def mix(xb, yb):
+            n = tf.shape(xb)[0]
+            g1, g2 = tf.random.gamma([n], mixup), tf.random.gamma([n], mixup)
+            lam = g1 / (g1 + g2)
+            perm = tf.random.shuffle(tf.range(n))
+            lx, ly = tf.reshape(lam, [-1, 1, 1]), tf.reshape(lam, [-1, 1])
+            return lx * xb + (1 - lx) * tf.gather(xb, perm), ly * yb + (1 - ly) * tf.gather(yb, perm)
+
+        ds = ds.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def fit(params: Params, stats: dict, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+        y_val: np.ndarray) -> tuple[keras.Model, pd.DataFrame, float]:  # fmt: skip
+    """Build, compile and fit the model with the `model` and `train` params.
+
+    Args:
+        params: the whole params (model, train, augment.specaugment are read).
+        stats: `stats.json` of the features: classes, shape, normalisation mean/variance.
+        x_train, y_train, x_val, y_val: features (clips, frames, mels) and class indices.
+
+    Returns:
+        The model with the best epoch's weights, the per-epoch history, and the seconds fitting took.
+    """
     keras.utils.set_random_seed(params.train.seed)
-    stats = read_json(features_dir / "stats.json")
-    x_train, y_train = load_split(features_dir, "train")
-    x_val, y_val = load_split(features_dir, "val")
+    n_classes = len(stats["classes"])
     strategy = device_strategy()
+    t = params.train
     with strategy.scope():
         model = build_model(
-            tuple(stats["shape"]), len(stats["classes"]), mean=np.array(stats["mean"]),
-            variance=np.array(stats["variance"]),
-            specaugment={**params.augment.specaugment.model_dump(), "seed": params.train.seed},
-            **params.model.model_dump(),
+            tuple(stats["shape"]), n_classes, mean=np.array(stats["mean"]), variance=np.array(stats["variance"]),
+            specaugment={**params.augment.specaugment.model_dump(), "seed": t.seed}, **params.model.model_dump(),
         )  # fmt: skip
-        model.compile(optimizer=keras.optimizers.Adam(params.train.learning_rate),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])  # fmt: skip
+        optimizer = (keras.optimizers.AdamW(t.learning_rate, weight_decay=t.weight_decay) if t.weight_decay
+                     else keras.optimizers.Adam(t.learning_rate))  # fmt: skip
+        model.compile(optimizer=optimizer, metrics=["accuracy"],
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing))  # fmt: skip
+    batch = t.batch_size * strategy.num_replicas_in_sync
+    train_ds = training_batches(x_train, y_train, n_classes, batch, t.mixup, t.seed)
     callbacks = [
-        keras.callbacks.EarlyStopping("val_loss", patience=params.train.patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=max(1, params.train.patience // 2)),
+        keras.callbacks.EarlyStopping("val_loss", patience=t.patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=max(1, t.patience // 2)),
+        EpochProgress(t.epochs, int(np.ceil(len(x_train) / batch))),
     ]
-    batch = params.train.batch_size * strategy.num_replicas_in_sync
     start = time.perf_counter()
-    history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=params.train.epochs,
-                        batch_size=batch, shuffle=True, callbacks=callbacks, verbose=2)  # fmt: skip
+    history = model.fit(train_ds, validation_data=(x_val, keras.utils.to_categorical(y_val, n_classes)),
+                        epochs=t.epochs, callbacks=callbacks, shuffle=False,  # the dataset shuffles
+                        verbose=0)  # fmt: skip
     seconds = time.perf_counter() - start
     frame = pd.DataFrame(history.history)
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    return model, frame, seconds
+
+
+def save_model(model: keras.Model, stats: dict, summary: dict, model_dir: Path) -> None:
+    """Write model.keras and preprocess.json (the features' stats plus the training summary) atomically."""
+    with atomic_path(model_dir) as staging:
+        staging.mkdir(parents=True)
+        model.save(staging / "model.keras")
+        write_json(staging / "preprocess.json", {**stats, "training": summary})
+
+
+def train(params: Params, features_dir: Path, model_dir: Path, history_path: Path) -> dict:
+    """Train and save the model; return a summary (epochs run, best epoch, seconds)."""
+    stats = read_json(features_dir / "stats.json")
+    x_train, y_train = load_split(features_dir, "train")
+    x_val, y_val = load_split(features_dir, "val")
+    model, frame, seconds = fit(params, stats, x_train, y_train, x_val, y_val)
     with atomic_path(history_path) as tmp:
         frame.drop(columns=["learning_rate"], errors="ignore").to_csv(tmp, index=False)
     plot_history(history_path, history_path.with_name("curves.png"))
     best = int(frame["val_loss"].idxmin()) + 1
     summary = {"epochs_run": len(frame), "best_epoch": best, "train_seconds": round(seconds, 1),
                "train_clips": int(len(x_train)), "params": int(model.count_params())}  # fmt: skip
-    with atomic_path(model_dir) as staging:
-        staging.mkdir(parents=True)
-        model.save(staging / "model.keras")
-        write_json(staging / "preprocess.json", {**stats, "training": summary})
+    save_model(model, stats, summary, model_dir)
     log.info("trained %d epochs (best %d) in %.0f s -> %s", len(frame), best, seconds, model_dir)
     return summary

@@ -77,3 +77,18 @@ def test_missing_or_broken_params_file(tmp_path):
     (tmp_path / "p.yaml").write_text("data: [unclosed")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(tmp_path / "p.yaml")
+
+
+def test_override_sets_dotted_keys_and_names_bad_ones():
+    from ser.config import Params, ParamsError, override
+
+    base = Params()
+    changed = override(base, ["train.epochs=3", "model.pooling=attention", "model.filters=[8, 16]"])
+    assert (changed.train.epochs, changed.model.pooling, changed.model.filters) == (3, "attention", [8, 16])
+    assert base.train.epochs == 40  # the original is untouched
+    with pytest.raises(ParamsError, match="train.epoch: no such key"):
+        override(base, ["train.epoch=3"])
+    with pytest.raises(ParamsError, match="expected key=value"):
+        override(base, ["train.epochs"])
+    with pytest.raises(ParamsError, match="model.pooling"):
+        override(base, ["model.pooling=max"])

@@ -63,3 +63,38 @@ def test_a_few_steps_reduce_the_loss(n_classes):
     model.compile("adam", "sparse_categorical_crossentropy")
     hist = model.fit(x, y, epochs=8, batch_size=16, verbose=0).history["loss"]
     assert hist[-1] < hist[0]
+
+
+@pytest.mark.parametrize(("pooling", "bidirectional"), [("mean", False), ("attention", True), ("last", True)])
+def test_pooling_and_bidirectional_variants_round_trip(tmp_path, pooling, bidirectional):
+    model = build_model((40, 16), 4, pooling=pooling, bidirectional=bidirectional, utterance_norm=True, **SMALL)
+    x = np.random.default_rng(2).normal(size=(3, 40, 16)).astype("float32")
+    model.save(tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")  # custom layers load in safe mode
+    assert np.allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
+    assert np.allclose(np.asarray(model(x)).sum(axis=1), 1, atol=1e-5)
+
+
+def test_utterance_norm_removes_each_clips_own_level():
+    """A clip and the same clip 20 dB louder in every bin give the same prediction."""
+    model = build_model((40, 16), 4, utterance_norm=True, **SMALL)
+    x = np.random.default_rng(3).normal(size=(2, 40, 16)).astype("float32")
+    assert np.allclose(np.asarray(model(x)), np.asarray(model(x + 20.0)), atol=1e-5)
+
+
+def test_unknown_pooling_is_refused():
+    with pytest.raises(ValueError, match="model.pooling"):
+        build_model((40, 16), 4, pooling="max", **SMALL)
+
+
+def test_mixup_batches_mix_inputs_and_labels_alike():
+    from ser.train import training_batches
+
+    x = np.stack([np.full((5, 3), i, np.float32) for i in range(8)])
+    y = np.arange(8) % 4
+    xb, yb = next(iter(training_batches(x, y, 4, batch=8, mixup=0.4, seed=0)))
+    xb, yb = np.asarray(xb), np.asarray(yb)
+    assert np.allclose(yb.sum(axis=1), 1, atol=1e-6)  # still a distribution
+    assert not np.allclose(xb, np.round(xb))  # inputs are blends, not originals
+    plain_x, plain_y = next(iter(training_batches(x, y, 4, batch=8, mixup=0.0, seed=0)))
+    assert set(np.asarray(plain_y).max(axis=1)) == {1.0}

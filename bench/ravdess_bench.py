@@ -1,0 +1,202 @@
+"""The RAVDESS benchmark: speaker-independent 6-fold, the article's random 80/20, and cost.
+
+Runs the pipeline's own code (`ser.benchmark`: manifest, windows, augmentation,
+`logmel`, `train.fit`, `evaluate.score`; the serving `Predictor` for inference
+times) on ../shared/data/ravdess-speech-16k with the model and training params
+of params.yaml (override any with --set, as `dvc exp run -S` does), and writes
+`results.json` and `results.md` (mean ± std over folds and seeds, anchors beside).
+Skips with a message when the corpus is absent.
+
+    python bench/ravdess_bench.py                      # 6 folds x 1 seed + article protocol + cost
+    python bench/ravdess_bench.py --seeds 3 --set model.pooling=attention --out reports/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+CORPUS = ROOT.parent / "shared" / "data" / "ravdess-speech-16k"
+METRICS = ("accuracy", "uar", "macro_f1")
+
+log = logging.getLogger("ravdess_bench")
+
+
+def spread(values: list[float]) -> dict:
+    """Mean, standard deviation (sample, 0 for one value), min, max and count."""
+    v = np.asarray(values, float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            "min": float(v.min()), "max": float(v.max()), "n": len(v)}  # fmt: skip
+
+
+def summarise(runs: list[dict], classes: list[str]) -> dict:
+    """Mean ± std over runs of the test metrics and per-class recall, the seed ensemble, the run table."""
+    from ser.evaluate import score
+
+    out = {m: spread([r["test"][m] for r in runs]) for m in METRICS}
+    out["val_uar"] = spread([r["val"]["uar"] for r in runs])
+    out["per_class_recall"] = {c: spread([r["test"]["per_class"][c]["recall"] for r in runs
+                                          if r["test"]["per_class"][c]["support"]]) for c in classes
+                               if any(r["test"]["per_class"][c]["support"] for r in runs)}  # fmt: skip
+    folds = sorted({r["fold"] for r in runs})
+    if len(runs) > len(folds):  # several seeds per fold: also score the mean of their probabilities
+        ens = []
+        for f in folds:
+            group = [r for r in runs if r["fold"] == f]
+            probs = np.mean([r["test_probs"] for r in group], axis=0)
+            ens.append(score(group[0]["test_y"], probs.argmax(1), classes))
+        out["seed_ensemble"] = {m: spread([e[m] for e in ens]) for m in METRICS}
+    out["runs"] = [{k: r[k] for k in ("fold", "seed", "test_actors", "val_actors", "epochs_run", "best_epoch",
+                                      "params", "train_windows") if k in r}
+                   | {"train_seconds": round(r["train_seconds"], 1),
+                                  **{f"test_{m}": r["test"][m] for m in METRICS}, "val_uar": r["val"]["uar"]}
+                   for r in runs]  # fmt: skip
+    return out
+
+
+def measure_cost(params, runs: list[dict], model_dir: Path, corpus_dir: Path, clips) -> dict:
+    """Feature throughput against librosa, training time, memory, parameters, inference latency.
+
+    Args:
+        runs: the per-run records (`summarise(...)["runs"]` plus `params`/`train_windows`).
+        model_dir: a saved model (the first run's) for the inference timings.
+    """
+    from features_bench import feature_throughput
+
+    from ser.audio import fixed_window, load_audio
+    from ser.features import logmel
+    from ser.serving_model import Predictor
+
+    f = params.features
+    paths = [corpus_dir / p for p in clips["path"].iloc[:: max(1, len(clips) // 256)][:256]]
+    waves = [load_audio(p, f.sample_rate) for p in paths]
+    windows = np.stack([fixed_window(w, f.sample_rate, f.offset, f.duration) for w in waves])
+    cost = {"features": feature_throughput(windows, f, repeats=5)}
+    epoch_s = [r["train_seconds"] / r["epochs_run"] for r in runs]
+    cost["training"] = {"seconds_per_epoch_median": float(np.median(epoch_s)),
+                        "seconds_per_run_median": float(np.median([r["train_seconds"] for r in runs])),
+                        "seconds_all_runs": float(sum(r["train_seconds"] for r in runs)),
+                        "epochs_median": float(np.median([r["epochs_run"] for r in runs])),
+                        "train_windows": runs[0]["train_windows"]}  # fmt: skip
+    cost["model_parameters"] = runs[0]["params"]
+    predictor = Predictor(model_dir, max_batch=32)
+    single = []
+    for wave in waves[:64]:
+        t0 = time.perf_counter()
+        feats, _ = predictor.featurize(wave[: int((f.offset + f.duration) * f.sample_rate)])
+        predictor.infer(feats)
+        single.append(time.perf_counter() - t0)
+    batched = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for i in range(0, len(windows), 32):
+            predictor.infer(logmel(windows[i : i + 32], f))
+        batched.append((time.perf_counter() - t0) / len(windows))
+    cost["inference_ms_per_clip"] = {"single": 1e3 * float(np.median(single)),
+                                     "batched_32": 1e3 * float(np.median(batched))}  # fmt: skip
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    cost["peak_memory_mb"] = {"benchmark_process": round(rss), "largest_worker": round(kids)}
+    return cost
+
+
+def host() -> dict:
+    """What ran the benchmark: commit, CPUs, GPUs."""
+    import tensorflow as tf
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()  # fmt: skip
+    gpus = [g.name for g in tf.config.list_physical_devices("GPU")]
+    return {"commit": commit.strip() + ("+changes" if dirty else ""), "cpus": os.cpu_count(),
+            "machine": platform.machine(), "gpus": gpus}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--corpus", type=Path, default=CORPUS, help="RAVDESS-layout folder (default: %(default)s)")
+    ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a params key, e.g. --set train.epochs=60 (repeatable)")
+    ap.add_argument("--folds", type=int, default=6)
+    ap.add_argument("--only-folds", type=lambda s: [int(x) for x in s.split(",")], default=None,
+                    help="run just these 0-based folds (a quick look; the table then covers fewer actors)")
+    ap.add_argument("--seeds", type=int, default=1, help="training seeds per fold")
+    ap.add_argument("--protocols", default="speaker,article,cost")
+    ap.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
+    ap.add_argument("--cache", type=Path, default=ROOT / "data" / "cache" / "bench", help="feature cache")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    if not args.corpus.is_dir():
+        print(f"skipped: the RAVDESS corpus is not at {args.corpus} (pass --corpus DIR; see README 'Benchmark')")
+        return 0
+
+    from ser.benchmark import article_split, prepare, speaker_folds
+    from ser.config import load_params, override
+    from ser.io import read_json
+    from ser.train import save_model
+
+    params = override(load_params(args.params), args.sets)
+    protocols = set(args.protocols.split(","))
+    start = time.perf_counter()
+    if protocols == {"cost"}:  # re-measure cost for an earlier run's results (no training)
+        res = read_json(args.out / "results.json")
+        runs = res.get("speaker", res.get("article"))["runs"]
+        clips = prepare(args.corpus, params, args.cache).clips
+        res["cost"] = measure_cost(params, runs, args.out / "model", args.corpus, clips)
+        return write_results(res, args.out)
+    corpus = prepare(args.corpus, params, args.cache)
+    res = {"command": " ".join(["python bench/ravdess_bench.py", *(argv if argv is not None else sys.argv[1:])]),
+           "host": host(), "params": params.model_dump(by_alias=True), "clips": len(corpus.clips),
+           "dropped": corpus.dropped}  # fmt: skip
+    speaker = []
+    if "speaker" in protocols:
+        speaker = list(speaker_folds(corpus, params, args.folds, args.seeds, args.only_folds))
+        res["speaker"] = summarise(speaker, params.data.classes)
+        res["speaker_protocol"] = (
+            f"{args.folds} folds of whole actors (every actor tested once), {params.split.val_actors} validation "
+            f"actors per fold taken from the training actors, {args.seeds} seed(s) per fold; "
+            f"{len(params.data.classes)} classes."
+        )
+    if "article" in protocols:
+        article = list(article_split(corpus, params, args.seeds))
+        res["article"] = summarise(article, article[0]["stats"]["classes"])
+        res["article_protocol"] = ("7 classes (calm dropped), clips shuffled regardless of actor: 20 % test, "
+                                   "10 % validation, 70 % training; one split per seed.")  # fmt: skip
+        speaker = speaker or article
+    res["wall_seconds"] = time.perf_counter() - start
+    if speaker:  # the first run's model: inference timings now or later (--protocols cost)
+        save_model(speaker[0]["model"], speaker[0]["stats"], {}, args.out / "model")
+    if "cost" in protocols and speaker:
+        key = "speaker" if "speaker" in res else "article"
+        res["cost"] = measure_cost(params, res[key]["runs"], args.out / "model", args.corpus, corpus.clips)
+    return write_results(res, args.out)
+
+
+def write_results(res: dict, out: Path) -> int:
+    """results.json and results.md under `out` (each replaced atomically); the markdown also to stdout."""
+    from ravdess_report import markdown
+
+    from ser.io import atomic_path, write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", res)
+    with atomic_path(out / "results.md") as tmp:
+        tmp.write_text(markdown(res))
+    print(markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

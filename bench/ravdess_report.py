@@ -1,0 +1,70 @@
+"""Markdown tables for the RAVDESS benchmark's results (see bench/ravdess_bench.py)."""
+
+from __future__ import annotations
+
+METRICS = ("accuracy", "uar", "macro_f1")
+ANCHORS = """Anchors (published, same protocols):
+- (a) speaker-independent RAVDESS, EmoBox benchmark, frozen self-supervised models: WavLM-large 72.2 % accuracy,
+  Whisper-large-v3 75.9 % accuracy; a from-scratch ResLSTM: 62-65 % UAR.
+- (b) the article's CNN-LSTM, 7 classes, random 80/20 split (actors leak): 73 % accuracy."""
+
+
+def pm(s: dict, scale: float = 100) -> str:
+    """`mean ± std` of a spread, in percent by default."""
+    return f"{s['mean'] * scale:.1f} ± {s['std'] * scale:.1f}"
+
+
+def row(*cells: object) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def protocol_table(title: str, protocol: str, s: dict) -> list[str]:
+    """Summary, ensemble, validation, per-class and per-run tables of one protocol."""
+    lines = [f"## {title}\n", protocol + "\n", row("metric", "mean ± std (%)", "min", "max", "runs"), row(*"-----")]
+    lines += [row(m, pm(s[m]), f"{100 * s[m]['min']:.1f}", f"{100 * s[m]['max']:.1f}", s[m]["n"]) for m in METRICS]
+    for m in METRICS if "seed_ensemble" in s else ():
+        lines.append(row(f"{m}, mean of the seeds' probabilities", pm(s["seed_ensemble"][m]), "", "",
+                         s["seed_ensemble"][m]["n"]))  # fmt: skip
+    lines += [row("validation UAR (model selection)", pm(s["val_uar"]), "", "", s["val_uar"]["n"]), ""]
+    lines += ["Per-class recall (%): " + ", ".join(f"{c} {pm(v)}" for c, v in s["per_class_recall"].items()), ""]
+    lines += [row("fold", "seed", "test actors", "val actors", "epochs (best)", "train s", "accuracy", "UAR",
+                  "macro-F1"), row(*"---------")]  # fmt: skip
+    for r in s["runs"]:
+        lines.append(row(r["fold"], r["seed"], r.get("test_actors", "random 20 %"), r.get("val_actors", "random 10 %"),
+                         f"{r['epochs_run']} ({r['best_epoch']})", f"{r['train_seconds']:.0f}",
+                         *(f"{100 * r[f'test_{m}']:.1f}" for m in METRICS)))  # fmt: skip
+    return lines + [""]
+
+
+def cost_table(c: dict) -> list[str]:
+    """Feature throughput, training time, size, inference latency, memory."""
+    fe, tr, inf, mem = c["features"], c["training"], c["inference_ms_per_clip"], c["peak_memory_mb"]
+    return ["## (c) cost\n", row("what", "value"), row("---", "---"),
+            row("log-mel features, `ser.features.logmel`", f"{fe['ours_clips_per_s']:.0f} clips/s"),
+            row("plain per-clip librosa loop, same run", f"{fe['librosa_clips_per_s']:.0f} clips/s"),
+            row("speed-up (max abs difference)", f"{fe['ratio']:.1f}x ({fe['max_abs_db_diff']:.1e} dB)"),
+            row("training, seconds per epoch (median)",
+                f"{tr['seconds_per_epoch_median']:.1f} ({tr['train_windows']} windows)"),
+            row("training, seconds per run (median; epochs)",
+                f"{tr['seconds_per_run_median']:.0f} ({tr['epochs_median']:.0f})"),
+            row("training, all runs", f"{tr['seconds_all_runs'] / 60:.1f} min"),
+            row("model parameters", f"{c['model_parameters']:,}"),
+            row("inference, one clip (features + model)", f"{inf['single']:.1f} ms"),
+            row("inference, batches of 32 (features + model)", f"{inf['batched_32']:.2f} ms per clip"),
+            row("peak memory (benchmark process; largest worker)",
+                f"{mem['benchmark_process']} MB; {mem['largest_worker']} MB"), ""]  # fmt: skip
+
+
+def markdown(res: dict) -> str:
+    """The whole results page."""
+    h = res["host"]
+    lines = [f"# RAVDESS benchmark\n\nCommand: `{res['command']}`  ",
+             f"Commit {h['commit']}, {h['cpus']} CPUs, GPUs: {h['gpus'] or 'none'}; "
+             f"wall time {res['wall_seconds'] / 60:.1f} min.  ",
+             f"Clips: {res['clips']}; left out: {'; '.join(res['dropped']) or 'none'}.\n"]  # fmt: skip
+    for key, title in (("speaker", "(a) speaker-independent, 8 classes"), ("article", "(b) the article's protocol")):
+        if key in res:
+            lines += protocol_table(title, res[key + "_protocol"], res[key])
+    if "cost" in res:
+        lines += cost_table(res["cost"])
+    return "\n".join(lines + [ANCHORS, ""])

@@ -1,0 +1,150 @@
+"""The real-data benchmark: speaker-independent k-fold and the article's random split.
+
+Everything runs through the pipeline's own code: `ingest.build_manifest` measures
+the corpus in place, `featurize.window_clips` cuts and augments the windows
+(augmentation is seeded per clip, so a clip's windows are the same whatever
+split it falls in, and are computed once for all folds), `features.logmel`,
+`train.fit`, `evaluate.score`. Per run, hyperparameters and the early-stopping
+epoch are chosen on validation actors taken from the training actors; the test
+fold is scored once, at the end. `bench/ravdess_bench.py` is the command line.
+
+    corpus = prepare(Path("../shared/data/ravdess-speech-16k"), params, cache_dir)
+    runs = speaker_folds(corpus, params, folds=6, seeds=2)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ser.config import Params, override
+from ser.evaluate import score
+from ser.features import norm_stats
+from ser.featurize import logmel_batches, window_clips
+from ser.ingest import build_manifest
+from ser.io import atomic_path
+from ser.labels import EMOTIONS
+from ser.splits import actor_folds, gender_balanced_order, random_split
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Corpus:
+    """Every window of every usable clip: `index` (clip_id, actor, emotion, copy) and `feats`."""
+
+    index: pd.DataFrame
+    feats: np.ndarray
+    clips: pd.DataFrame  # one row per clip (the manifest rows used)
+    dropped: list[str]  # clips left out, with the reason
+
+
+def usable_clips(manifest: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Clips that decode, are named per RAVDESS, carry a known emotion and are not byte-identical repeats."""
+    bad = manifest["decode_error"].notna() | ~manifest["name_ok"].astype(bool) | manifest["emotion"].isna()
+    dup = manifest["sha256"].duplicated(keep="first") & ~bad
+    dropped = [f"{p}: {e or 'bad name or emotion'}" for p, e in manifest.loc[bad, ["path", "decode_error"]].values]
+    dropped += [f"{p}: byte-identical to another clip" for p in manifest.loc[dup, "path"]]
+    return manifest[~bad & ~dup].reset_index(drop=True), dropped
+
+
+def prepare(corpus_dir: Path, params: Params, cache_dir: Path | None = None) -> Corpus:
+    """Measure the corpus, then window, augment and featurize every clip (cached by content and params)."""
+    clips, dropped = usable_clips(build_manifest(corpus_dir, workers=params.features.workers))
+    key = hashlib.sha256(json.dumps([params.features.model_dump(), params.augment.model_dump(),
+                                     sorted(clips["sha256"])]).encode()).hexdigest()[:16]  # fmt: skip
+    cached = cache_dir / f"features-{key}.npz" if cache_dir else None
+    if cached and cached.is_file():
+        with np.load(cached) as data:
+            index, feats = pd.DataFrame({c: data[c] for c in ("clip_id", "actor", "emotion", "copy")}), data["x"]
+        log.info("features from cache %s", cached)
+    else:
+        copies = np.full(len(clips), params.augment.copies)
+        index, waves = window_clips(clips, corpus_dir, copies, params.features, params.augment)
+        index = index[["clip_id", "actor", "emotion", "copy"]]
+        feats = logmel_batches(waves, params.features)
+        if cached:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(cached) as tmp, tmp.open("wb") as f:
+                np.savez(f, x=feats, clip_id=index["clip_id"].to_numpy(str), emotion=index["emotion"].to_numpy(str),
+                         actor=index["actor"].to_numpy(np.int64), copy=index["copy"].to_numpy(np.int64))  # fmt: skip
+    return Corpus(index, feats, clips, dropped)
+
+
+def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[str, str]) -> dict:
+    """Train on the `train` clips (all copies), stop on `val`, score `test` (originals only).
+
+    Args:
+        roles: clip_id -> "train" | "val" | "test"; clips not named, or outside `classes`, are unused.
+
+    Returns:
+        A record: test and validation scores, test probabilities, epochs, seconds, parameters.
+    """
+    from ser.train import fit
+
+    idx = corpus.index
+    role = idx["clip_id"].map(roles)
+    known = idx["emotion"].isin(classes).to_numpy()
+    y_all = idx["emotion"].map({c: i for i, c in enumerate(classes)}).fillna(-1).to_numpy(np.int64)
+    sel = {r: (known & (role == r).to_numpy() & ((idx["copy"] == 0).to_numpy() | (r == "train")))
+           for r in ("train", "val", "test")}  # fmt: skip
+    mean, var = norm_stats(corpus.feats[sel["train"]])
+    stats = {"classes": classes, "features": params.features.model_dump(), "shape": list(corpus.feats.shape[1:]),
+             "mean": mean.tolist(), "variance": var.tolist()}  # fmt: skip
+    x = {r: corpus.feats[m] for r, m in sel.items()}
+    y = {r: y_all[m] for r, m in sel.items()}
+    model, history, seconds = fit(params, stats, x["train"], y["train"], x["val"], y["val"])
+    probs = {r: model.predict(x[r], batch_size=64, verbose=0) for r in ("val", "test")}
+    return {
+        "test": score(y["test"], probs["test"].argmax(1), classes),
+        "val": score(y["val"], probs["val"].argmax(1), classes),
+        "test_probs": probs["test"], "test_y": y["test"],
+        "test_clips": idx.loc[sel["test"], "clip_id"].tolist(),
+        "epochs_run": len(history), "best_epoch": int(history["val_loss"].idxmin()) + 1,
+        "train_seconds": seconds, "train_windows": int(sel["train"].sum()),
+        "params": int(model.count_params()), "model": model, "stats": stats,
+    }  # fmt: skip
+
+
+def speaker_folds(corpus: Corpus, params: Params, folds: int = 6, seeds: int = 1,
+                  only: list[int] | None = None) -> Iterator[dict]:  # fmt: skip
+    """Protocol (a): k folds of whole actors, every actor tested once; validation actors from the rest.
+
+    Args:
+        only: run just these fold numbers (0-based), e.g. for a quick look; None runs all.
+    """
+    classes = params.data.classes
+    actors = sorted(int(a) for a in corpus.clips["actor"].unique())
+    for f, test_actors in enumerate(actor_folds(actors, folds, seed=params.split.seed)):
+        if only is not None and f not in only:
+            continue
+        rest = [a for a in actors if a not in test_actors]
+        val_actors = sorted(gender_balanced_order(rest, params.split.seed + f)[: params.split.val_actors])
+        by_actor = {a: "test" if a in test_actors else "val" if a in val_actors else "train" for a in actors}
+        roles = dict(zip(corpus.clips["clip_id"], corpus.clips["actor"].astype(int).map(by_actor), strict=True))
+        for s in range(seeds):
+            seeded = override(params, {"train.seed": params.train.seed + s})
+            log.info("fold %d/%d (test actors %s, val actors %s), seed %d", f + 1, folds, test_actors, val_actors,
+                     seeded.train.seed)  # fmt: skip
+            yield {"fold": f, "seed": seeded.train.seed, "test_actors": test_actors, "val_actors": val_actors,
+                   **run_split(corpus, seeded, classes, roles)}  # fmt: skip
+
+
+def article_split(corpus: Corpus, params: Params, seeds: int = 1) -> Iterator[dict]:
+    """Protocol (b), the article's: seven classes (calm dropped), clips shuffled 80/20 whatever the actor."""
+    classes = [e for e in EMOTIONS if e != "calm"]
+    clips = corpus.clips[corpus.clips["emotion"].isin(classes)].reset_index(drop=True)
+    for s in range(seeds):
+        seeded = override(params, {"train.seed": params.train.seed + s, "split.method": "random",
+                                   "split.test_fraction": 0.2, "split.seed": params.split.seed + s})  # fmt: skip
+        roles = dict(zip(clips["clip_id"], random_split(clips, seeded.split), strict=True))
+        log.info("article protocol (random 80/20, 7 classes), seed %d", seeded.train.seed)
+        # Each seed draws its own split, so runs are not ensembled (their test sets differ).
+        yield {"fold": s, "seed": seeded.train.seed, **run_split(corpus, seeded, classes, roles)}

@@ -1,0 +1,67 @@
+"""The RAVDESS benchmark harness (bench/ravdess_bench.py), run end to end on a tiny synthetic corpus."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import REPO, tiny_params
+
+sys.path.insert(0, str(REPO / "bench"))
+import ravdess_bench  # noqa: E402
+
+
+def test_skips_cleanly_without_the_corpus(tmp_path, capsys):
+    assert ravdess_bench.main(["--corpus", str(tmp_path / "absent"), "--out", str(tmp_path / "out")]) == 0
+    assert "skipped: the RAVDESS corpus is not at" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_folds_seeds_article_and_cost(tiny_corpus, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(tiny_params(train={"epochs": 1})))
+    out = tmp_path / "out"
+    argv = ["--corpus", str(tiny_corpus), "--params", str(params), "--folds", "2", "--seeds", "2",
+            "--out", str(out), "--cache", str(tmp_path / "cache"), "--set", "model.pooling=attention"]  # fmt: skip
+    assert ravdess_bench.main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    runs = res["speaker"]["runs"]
+    assert len(runs) == 4 and {(r["fold"], r["seed"]) for r in runs} == {(0, 42), (0, 43), (1, 42), (1, 43)}
+    tested = sorted(a for r in runs if r["seed"] == 42 for a in r["test_actors"])
+    assert tested == [1, 2, 3, 4]  # every actor tested exactly once
+    assert all(not set(r["val_actors"]) & set(r["test_actors"]) for r in runs)
+    assert res["params"]["model"]["pooling"] == "attention"  # --set reached the model
+    for block in (res["speaker"], res["speaker"]["seed_ensemble"]):
+        assert 0 <= block["uar"]["mean"] <= 1 and block["uar"]["n"] == 2 if block is not res["speaker"] else 4
+    assert set(res["speaker"]["per_class_recall"]) <= set(res["params"]["data"]["classes"] or ["neutral"]) | {
+        "neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"}  # fmt: skip
+    article = res["article"]
+    assert len(article["runs"]) == 2 and "calm" not in article["per_class_recall"]
+    cost = res["cost"]
+    assert cost["features"]["max_abs_db_diff"] <= 1e-3 and cost["features"]["ratio"] > 0
+    assert cost["model_parameters"] > 0 and cost["inference_ms_per_clip"]["single"] > 0
+    assert cost["training"]["seconds_per_epoch_median"] > 0
+    md = (out / "results.md").read_text()
+    assert "(a) speaker-independent" in md and "(b) the article's protocol" in md and "(c) cost" in md
+    # A second run reuses the cached features (same corpus and feature/augment params).
+    assert len(list((tmp_path / "cache").glob("features-*.npz"))) == 1
+
+
+def test_speaker_folds_never_train_on_test_actors(tiny_corpus, tmp_path):
+    """Every scored clip belongs to the fold's test actors; validation actors come from the rest."""
+    from ser.benchmark import prepare, speaker_folds
+    from ser.config import override, parse_params
+
+    params = override(parse_params(tiny_params(train={"epochs": 1})), ["augment.copies=0"])
+    corpus = prepare(tiny_corpus, params)
+    actor_of = dict(zip(corpus.clips["clip_id"], corpus.clips["actor"], strict=True))
+    for r in speaker_folds(corpus, params, folds=2, seeds=1):
+        assert {actor_of[c] for c in r["test_clips"]} == set(r["test_actors"])
+        assert len(r["test_clips"]) == len(set(r["test_clips"])) == int(
+            pd.Series(list(actor_of.values())).isin(r["test_actors"]).sum())  # originals only, no augmented copy
+        assert not set(r["val_actors"]) & set(r["test_actors"])
