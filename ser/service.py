@@ -8,6 +8,8 @@ Endpoints (HTTP POST, multipart upload of field `audio` / `audios`):
 * `/infer` — log-mel features in, probabilities out, with BentoML adaptive
   batching (`batchable=True`).
 * `/livez`, `/readyz`, `/metrics` — BentoML's own.
+* `/demo/` — a browser page (upload or record, probability bars, emotion over
+  time) that calls `/predict` in this same process (`ser.serving_demo`).
 
 Bad input answers 400 (413 for the upload and duration caps) with a message
 naming the problem; the limits come from the `serve` section stored in the
@@ -19,6 +21,7 @@ through the adaptively batched `/infer`) or `off` (one call per request).
 
     bentoml serve ser.service:EmotionService --port 3000
     curl -F audio=@clip.wav http://127.0.0.1:3000/predict
+    # the demo page: http://127.0.0.1:3000/demo/
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pydantic import BaseModel
 
 from ser.serving_audio import Limits, UploadError, check_size, decode_upload
 from ser.serving_batch import MicroBatcher
+from ser.serving_demo import demo_app
 from ser.serving_http import BodyLimit, TooLarge, serve_config
 from ser.serving_model import Predictor
 
@@ -146,3 +150,4 @@ class EmotionService:
 
 EmotionService.add_asgi_middleware(BodyLimit, max_bytes=int(float(SERVE["max_upload_mb"]) * 2**20),
                                    forms={"/predict": "audio", "/predict_batch": "audios"})  # fmt: skip
+EmotionService.mount_asgi_app(demo_app(), path="/demo", name="demo")
