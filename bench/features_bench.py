@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -99,8 +100,8 @@ def feature_throughput(waves: np.ndarray, params: FeatureParams, repeats: int = 
         "n_clips": n,
         "repeats": repeats,
         "batch": batch,
-        "fft": "ducc0" if features.ducc0 is not None else "scipy.fft",
-        "cpus": features._cpu_count(),
+        "fft": "ducc0" if getattr(features, "ducc0", None) is not None else "scipy.fft",
+        "cpus": os.cpu_count(),
     }
     for name, times in seconds.items():
         median = statistics.median(times)
