@@ -25,7 +25,6 @@ redone in float64, which costs ~3x (RAVDESS speech: ~2% of frames).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -33,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import scipy
 
 ROOT = Path(__file__).resolve().parents[1]
 PAUSE_S = 0.3  # untimed pause before each timed run ...
@@ -40,6 +40,7 @@ WARM_S, WARM_CLIPS = 0.3, 64  # ... then untimed runs of the same method (on thi
 sys.path.insert(0, str(ROOT))
 from ser import features  # noqa: E402
 from ser.config import FeatureParams  # noqa: E402
+from ser.io import write_json  # noqa: E402
 
 
 def librosa_logmel(wave: np.ndarray, params: FeatureParams) -> np.ndarray:
@@ -100,7 +101,7 @@ def feature_throughput(waves: np.ndarray, params: FeatureParams, repeats: int = 
         "n_clips": n,
         "repeats": repeats,
         "batch": batch,
-        "fft": "ducc0" if getattr(features, "ducc0", None) is not None else "scipy.fft",
+        "fft": f"scipy.fft {scipy.__version__}",
         "cpus": os.cpu_count(),
     }
     for name, times in seconds.items():
@@ -196,8 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["command"] = " ".join(["python bench/features_bench.py", *(sys.argv[1:] if argv is None else argv)])
     print(markdown_table(result))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.out, result)
     return result
 
 

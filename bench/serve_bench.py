@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ser.io import write_json  # noqa: E402
 from ser.serving_testing import Served, wav_bytes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,8 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
         results["speedup_vs_naive"] = {n: round(v["load"]["rps"] / base, 2) for n, v in results["variants"].items()}
         print("throughput vs naive:", results["speedup_vs_naive"])
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        write_json(args.out, results)
     return results
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from ser.audio import fixed_window, sliding_windows
 from ser.config import FeatureParams
-from ser.features import logmel
+from ser.features import logmel, warm_up
 from ser.io import read_json
 
 
@@ -77,6 +77,7 @@ class Predictor:
             self.buckets.append(max_batch)
         for n in self.buckets:  # compile every bucket now so no request pays for it
             self.infer(np.zeros((n, *self.shape), np.float32))
+        warm_up()  # load logmel's compiled kernels now too (~1 s), not in the first request
 
     def _call(self, x):
         return self.model(x, training=False)
