@@ -39,7 +39,10 @@ def protocol_table(title: str, protocol: str, s: dict) -> list[str]:
 def cost_table(c: dict) -> list[str]:
     """Feature throughput, training time, size, inference latency, memory."""
     fe, tr, inf, mem = c["features"], c["training"], c["inference_ms_per_clip"], c["peak_memory_mb"]
-    return ["## (c) cost\n", row("what", "value"), row("---", "---"),
+    again = c.get("remeasured")
+    note = [f"Features, inference and memory re-measured at commit {again['host']['commit']} "
+            f"(`{again['command']}`); training figures from the run above.\n"] if again else []  # fmt: skip
+    return ["## (c) cost\n", *note, row("what", "value"), row("---", "---"),
             row("log-mel features, `ser.features.logmel` (batches)",
                 f"{fe['logmel_clips_per_s']:.0f} clips/s ({fe['logmel_ms_per_clip']:.2f} ms per clip)"),
             row("plain per-clip librosa loop, same run",
