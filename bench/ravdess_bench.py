@@ -150,17 +150,17 @@ def main(argv: list[str] | None = None) -> int:
     params = override(load_params(args.params), args.sets)
     protocols = set(args.protocols.split(","))
     start = time.perf_counter()
+    command = " ".join(["python bench/ravdess_bench.py", *(argv if argv is not None else sys.argv[1:])])
     if protocols == {"cost"}:  # re-measure cost for an earlier run's results (no training)
         res = read_json(args.out / "results.json")
         runs = res.get("speaker", res.get("article"))["runs"]
         clips = prepare(args.corpus, params, args.cache).clips
         res["cost"] = measure_cost(params, runs, args.out / "model", args.corpus, clips)
         # Training figures stay those of the original run; the rest is re-measured now.
-        res["cost"]["remeasured"] = {"host": host(), "command": " ".join(
-            ["python bench/ravdess_bench.py", *(argv if argv is not None else sys.argv[1:])])}  # fmt: skip
+        res["cost"]["remeasured"] = {"host": host(), "command": command}
         return write_results(res, args.out)
     corpus = prepare(args.corpus, params, args.cache)
-    res = {"command": " ".join(["python bench/ravdess_bench.py", *(argv if argv is not None else sys.argv[1:])]),
+    res = {"command": command,
            "host": host(), "params": params.model_dump(by_alias=True), "clips": len(corpus.clips),
            "dropped": corpus.dropped}  # fmt: skip
     speaker = []

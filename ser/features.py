@@ -61,8 +61,8 @@ SIMD_ROWS = 16  # FFT row counts are rounded up to this (see `_rfft_bin_major`)
 REFINE_ROWS = 16384  # float32 rows (~75 clips of 3.5 s) whose float64 redo may wait, to batch it
 # A frame is redone in float64 when a mel energy above its clip's dB floor is under
 # (frame energy) * (the filter's peak weight) / RISK_LIMIT. On all 1440 RAVDESS clips: 2.3% of
-# frames redone and at most 4.7e-4 dB from librosa (float32 alone: 1.7e-3 dB; 1e4 redoes 4.7%
-# for 3.1e-4 dB, ~5% slower; inf: never).
+# frames redone and at most 5.9e-4 dB from librosa (float32 alone: ~1.5e-3 dB; a smaller limit
+# redoes more frames for less error; inf: never).
 RISK_LIMIT = 2e4
 
 
