@@ -87,7 +87,7 @@ def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[st
     Returns:
         A record: test and validation scores, test probabilities, epochs, seconds, parameters.
     """
-    from ser.train import fit
+    from ser.train import fit, history_summary
 
     idx = corpus.index
     role = idx["clip_id"].map(roles)
@@ -107,7 +107,7 @@ def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[st
         "val": score(y["val"], probs["val"].argmax(1), classes),
         "test_probs": probs["test"], "test_y": y["test"],
         "test_clips": idx.loc[sel["test"], "clip_id"].tolist(),
-        "epochs_run": len(history), "best_epoch": int(history["val_loss"].idxmin()) + 1,
+        **history_summary(history),
         "train_seconds": seconds, "train_windows": int(sel["train"].sum()),
         "params": int(model.count_params()), "model": model, "stats": stats,
     }  # fmt: skip

@@ -143,6 +143,7 @@ class TrainParams(_Strict):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)  # AdamW's decoupled weight decay; 0 = plain Adam
     mixup: float = Field(0.0, ge=0)  # Beta(a, a) mixup of training batches; 0 = off
+    ensemble: int = Field(1, ge=1)  # models trained with seeds seed, seed+1, ...; the saved model averages them
 
 
 class GateParams(_Strict):

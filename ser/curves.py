@@ -45,13 +45,20 @@ def plot_history(history_csv: Path, out_png: Path) -> Path:
     if frame.empty or "epoch" not in frame:
         raise ValueError(f"{history_csv}: expected columns epoch, accuracy, loss, val_accuracy, val_loss")
     fig = Figure(figsize=(11, 4), layout="constrained")
-    best = int(frame.loc[frame["val_loss"].idxmin(), "epoch"]) if "val_loss" in frame else None
+    # An ensemble's history has a `member` column: one pair of curves per member.
+    groups = list(frame.groupby("member")) if "member" in frame else [(None, frame)]
+    first = groups[0][1]
+    best = int(first.loc[first["val_loss"].idxmin(), "epoch"]) if "val_loss" in first else None
     for ax, metric in zip(fig.subplots(1, 2), ("accuracy", "loss"), strict=True):
-        for column, label, style in ((metric, "training", "-"), (f"val_{metric}", "validation", "--")):
-            if column in frame:
-                ax.plot(frame["epoch"], frame[column], style, marker="." if len(frame) <= 60 else None, label=label)
+        for member, part in groups:
+            suffix = "" if member is None else f", member {member}"
+            for column, label, style in ((metric, "training", "-"), (f"val_{metric}", "validation", "--")):
+                if column in part:
+                    ax.plot(part["epoch"], part[column], style, marker="." if len(part) <= 60 else None,
+                            label=label + suffix)  # fmt: skip
         if best is not None:
-            ax.axvline(best, color="grey", ls=":", label=f"best epoch ({best})")
+            label = f"best epoch ({best})" if len(groups) == 1 else f"best epoch of member 0 ({best})"
+            ax.axvline(best, color="grey", ls=":", label=label)
         if metric == "accuracy":
             ax.set_ylim(0, 1)
         ax.set(xlabel="epoch", ylabel=metric, title=metric.capitalize())

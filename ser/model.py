@@ -3,7 +3,9 @@
 Input is a (frames, n_mels) log-mel; the convolutions slide along **time** with
 the mel bins as channels (the article's code convolved along the mel axis).
 Normalisation statistics from the training split are baked in as the first
-layer, and SpecAugment-style masking runs in training only.
+layer, and SpecAugment-style masking runs in training only. `average_models`
+joins models trained with different seeds into one that averages their
+probabilities (`train.ensemble`).
 
     model = build_model((219, 64), 8, mean=mean, variance=var, **params.model.model_dump())
 """
@@ -104,6 +106,7 @@ def build_model(
     mean: np.ndarray | None = None,
     variance: np.ndarray | None = None,
     specaugment: dict | None = None,
+    name: str = "cnn_lstm",
 ) -> keras.Model:
     """Build the CNN-LSTM classifier.
 
@@ -119,6 +122,7 @@ def build_model(
         utterance_norm: subtract each clip's own per-mel mean (after the training-split normalisation).
         mean, variance: per-mel normalisation from the training split (identity when None).
         specaugment: SpecAugment kwargs (rate, masks, widths); None disables masking.
+        name: the model's name (members of an ensemble need distinct names).
 
     Returns:
         An uncompiled `keras.Model` whose output is float32 class probabilities.
@@ -150,7 +154,20 @@ def build_model(
     x = layers.Dense(dense_units, activation="elu", name="dense")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="emotion")(x)
-    return keras.Model(inputs, outputs, name="cnn_lstm")
+    return keras.Model(inputs, outputs, name=name)
+
+
+def average_models(members: list[keras.Model]) -> keras.Model:
+    """One model whose output is the mean of the members' class probabilities (a seed ensemble).
+
+    A single member is returned as it is. The ensemble is an ordinary functional model, so it
+    saves as one `.keras` file and serves, evaluates and packages like a single model.
+    """
+    if len(members) == 1:
+        return members[0]
+    inputs = keras.Input(shape=members[0].input_shape[1:], name="logmel")
+    outputs = layers.Average(name="emotion", dtype="float32")([member(inputs) for member in members])
+    return keras.Model(inputs, outputs, name="ensemble")
 
 
 def load_model(path: str | Path) -> keras.Model:

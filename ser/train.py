@@ -3,7 +3,9 @@
 Seeded (`keras.utils.set_random_seed`), early stopping on the validation loss
 with the best weights restored, optional label smoothing, AdamW weight decay
 and mixup (all in `train.*` params), a progress bar on a terminal and one log
-line per epoch, history written as CSV for `dvc plots`. Uses every visible GPU
+line per epoch, history written as CSV for `dvc plots`. With `train.ensemble`
+= n, n models are fitted with consecutive seeds and saved as one model that
+averages their probabilities. Uses every visible GPU
 (MirroredStrategy + mixed float16) and the CPU otherwise. Writes `model.keras`
 and `preprocess.json` (classes, feature parameters, normalisation statistics)
 side by side. `fit` is also what the benchmark (`ser bench`) trains with.
@@ -27,7 +29,7 @@ from tqdm import tqdm
 from ser.config import Params
 from ser.curves import plot_history
 from ser.io import atomic_path, read_json, write_json
-from ser.model import build_model
+from ser.model import average_models, build_model
 
 log = logging.getLogger(__name__)
 
@@ -95,29 +97,51 @@ def fit(params: Params, stats: dict, x_train: np.ndarray, y_train: np.ndarray, x
         y_val: np.ndarray) -> tuple[keras.Model, pd.DataFrame, float]:  # fmt: skip
     """Build, compile and fit the model with the `model` and `train` params.
 
+    With `train.ensemble` = n > 1, n members are fitted with seeds `train.seed`, `train.seed` + 1, ...
+    (the benchmark's `--seeds n`) and returned as one model averaging their probabilities.
+
     Args:
         params: the whole params (model, train, augment.specaugment are read).
         stats: `stats.json` of the features: classes, shape, normalisation mean/variance.
         x_train, y_train, x_val, y_val: features (clips, frames, mels) and class indices.
 
     Returns:
-        The model with the best epoch's weights, the per-epoch history, and the seconds fitting took.
+        The model with each member's best-epoch weights, the per-epoch history (a `member` column
+        when there are several), and the seconds fitting took.
     """
-    keras.utils.set_random_seed(params.train.seed)
+    members, frames, seconds = [], [], 0.0
+    for member in range(params.train.ensemble):
+        seed = params.train.seed + member
+        if params.train.ensemble > 1:
+            log.info("ensemble member %d/%d (seed %d)", member + 1, params.train.ensemble, seed)
+        name = "cnn_lstm" if params.train.ensemble == 1 else f"cnn_lstm_seed{seed}"
+        model, frame, secs = fit_member(params, stats, (x_train, y_train), (x_val, y_val), seed, name)
+        members.append(model)
+        frames.append(frame.assign(member=member) if params.train.ensemble > 1 else frame)
+        seconds += secs
+    return average_models(members), pd.concat(frames, ignore_index=True), seconds
+
+
+def fit_member(params: Params, stats: dict, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
+               seed: int, name: str) -> tuple[keras.Model, pd.DataFrame, float]:  # fmt: skip
+    """Fit one model with `seed` (see `fit`); returns the model, its history and seconds."""
+    keras.utils.set_random_seed(seed)
+    (x_train, y_train), (x_val, y_val) = train, val
     n_classes = len(stats["classes"])
     strategy = device_strategy()
     t = params.train
     with strategy.scope():
         model = build_model(
             tuple(stats["shape"]), n_classes, mean=np.array(stats["mean"]), variance=np.array(stats["variance"]),
-            specaugment={**params.augment.specaugment.model_dump(), "seed": t.seed}, **params.model.model_dump(),
+            specaugment={**params.augment.specaugment.model_dump(), "seed": seed}, name=name,
+            **params.model.model_dump(),
         )  # fmt: skip
         optimizer = (keras.optimizers.AdamW(t.learning_rate, weight_decay=t.weight_decay) if t.weight_decay
                      else keras.optimizers.Adam(t.learning_rate))  # fmt: skip
         model.compile(optimizer=optimizer, metrics=["accuracy"],
                       loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing))  # fmt: skip
     batch = t.batch_size * strategy.num_replicas_in_sync
-    train_ds = training_batches(x_train, y_train, n_classes, batch, t.mixup, t.seed)
+    train_ds = training_batches(x_train, y_train, n_classes, batch, t.mixup, seed)
     callbacks = [
         keras.callbacks.EarlyStopping("val_loss", patience=t.patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=max(1, t.patience // 2)),
@@ -131,6 +155,16 @@ def fit(params: Params, stats: dict, x_train: np.ndarray, y_train: np.ndarray, x
     frame = pd.DataFrame(history.history)
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
     return model, frame, seconds
+
+
+def history_summary(frame: pd.DataFrame) -> dict:
+    """Epochs run and best epoch (lowest val_loss); lists, one per member, for an ensemble's history."""
+    groups = [g for _, g in frame.groupby("member")] if "member" in frame else [frame]
+    runs = [len(g) for g in groups]
+    best = [int(g.loc[g["val_loss"].idxmin(), "epoch"]) for g in groups]
+    if len(groups) == 1:
+        return {"epochs_run": runs[0], "best_epoch": best[0]}
+    return {"epochs_run": runs, "best_epoch": best}
 
 
 def save_model(model: keras.Model, stats: dict, summary: dict, model_dir: Path) -> None:
@@ -150,9 +184,9 @@ def train(params: Params, features_dir: Path, model_dir: Path, history_path: Pat
     with atomic_path(history_path) as tmp:
         frame.drop(columns=["learning_rate"], errors="ignore").to_csv(tmp, index=False)
     plot_history(history_path, history_path.with_name("curves.png"))
-    best = int(frame["val_loss"].idxmin()) + 1
-    summary = {"epochs_run": len(frame), "best_epoch": best, "train_seconds": round(seconds, 1),
-               "train_clips": int(len(x_train)), "params": int(model.count_params())}  # fmt: skip
+    summary = {**history_summary(frame), "train_seconds": round(seconds, 1), "train_clips": int(len(x_train)),
+               "params": int(model.count_params()), "ensemble": params.train.ensemble}  # fmt: skip
     save_model(model, stats, summary, model_dir)
-    log.info("trained %d epochs (best %d) in %.0f s -> %s", len(frame), best, seconds, model_dir)
+    log.info("trained %s epochs (best %s) in %.0f s -> %s", summary["epochs_run"], summary["best_epoch"], seconds,
+             model_dir)  # fmt: skip
     return summary

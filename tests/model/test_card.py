@@ -76,6 +76,21 @@ def test_write_model_card(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["model_card.md"]
 
 
+def test_plot_history_draws_each_member_of_an_ensemble(tmp_path):
+    epochs = np.arange(1, 9)
+    members = [pd.DataFrame({"epoch": epochs, "accuracy": 1 - k / epochs, "loss": 2 * k / epochs,
+                             "val_accuracy": 0.8 - k / epochs, "val_loss": 2.2 * k / epochs + 0.05 * epochs,
+                             "member": m}) for m, k in enumerate((0.5, 0.8))]  # fmt: skip
+    pd.concat(members).to_csv(tmp_path / "history.csv", index=False)
+    single = plot_history(tmp_path / "history.csv", tmp_path / "ensemble.png")
+    members[0].drop(columns="member").to_csv(tmp_path / "first.csv", index=False)
+    first = plot_history(tmp_path / "first.csv", tmp_path / "first.png")
+    with Image.open(single) as both, Image.open(first) as one:
+        # the second member's curves add ink the first member's chart does not have
+        assert both.size == one.size
+        assert (np.asarray(both.convert("L")) < 200).sum() > (np.asarray(one.convert("L")) < 200).sum()
+
+
 def test_plot_history_draws_two_panels(tmp_path):
     epochs = np.arange(1, 13)
     pd.DataFrame({"epoch": epochs, "accuracy": 1 - 0.8 / epochs, "loss": 2 / epochs,

@@ -4,6 +4,7 @@ save/load, and SpecAugment acting in training only."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ser.model import SpecAugment, build_model, load_model
@@ -98,3 +99,46 @@ def test_mixup_batches_mix_inputs_and_labels_alike():
     assert not np.allclose(xb, np.round(xb))  # inputs are blends, not originals
     plain_x, plain_y = next(iter(training_batches(x, y, 4, batch=8, mixup=0.0, seed=0)))
     assert set(np.asarray(plain_y).max(axis=1)) == {1.0}
+
+
+def test_average_models_is_the_mean_of_its_members_and_round_trips(tmp_path):
+    from ser.model import average_models
+
+    members = [build_model((40, 16), 4, name=f"m{i}", utterance_norm=True, pooling="attention", **SMALL)
+               for i in range(3)]  # fmt: skip
+    x = np.random.default_rng(2).normal(size=(5, 40, 16)).astype("float32")
+    ensemble = average_models(members)
+    expected = np.mean([np.asarray(m(x)) for m in members], axis=0)
+    assert np.allclose(np.asarray(ensemble(x)), expected, atol=1e-6)
+    assert average_models(members[:1]) is members[0]
+    ensemble.save(tmp_path / "ensemble.keras")
+    loaded = load_model(tmp_path / "ensemble.keras")
+    assert np.allclose(np.asarray(loaded(x)), expected, atol=1e-6)
+
+
+def test_train_with_ensemble_fits_each_seed_and_saves_one_averaging_model(tmp_path):
+    from ser.config import Params
+    from ser.io import read_json, write_json
+    from ser.train import history_summary, train
+    from tests.conftest import tiny_params
+
+    params = Params.model_validate(tiny_params(train={"ensemble": 2, "epochs": 2}))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 30, 8)).astype("float32"), np.arange(40) % 4
+    features = tmp_path / "features"
+    features.mkdir()
+    np.savez(features / "train.npz", x=x, y=y)
+    np.savez(features / "val.npz", x=x[:8], y=y[:8])
+    write_json(features / "stats.json", {"classes": ["a", "b", "c", "d"], "shape": [30, 8], "mean": [0.0] * 8,
+                                         "variance": [1.0] * 8})  # fmt: skip
+    summary = train(params, features, tmp_path / "model", tmp_path / "reports" / "history.csv")
+    history = pd.read_csv(tmp_path / "reports" / "history.csv")
+    assert sorted(history["member"].unique()) == [0, 1] and (tmp_path / "reports" / "curves.png").is_file()
+    assert summary["epochs_run"] == [2, 2] and summary["ensemble"] == 2
+    assert {k: summary[k] for k in ("epochs_run", "best_epoch")} == history_summary(history)
+    assert read_json(tmp_path / "model" / "preprocess.json")["training"] == summary
+    model = load_model(tmp_path / "model" / "model.keras")
+    assert [layer.name for layer in model.layers[1:-1]] == ["cnn_lstm_seed42", "cnn_lstm_seed43"]
+    members = [np.asarray(model.get_layer(n)(x[:4])) for n in ("cnn_lstm_seed42", "cnn_lstm_seed43")]
+    assert not np.allclose(members[0], members[1])  # different seeds, different models
+    assert np.allclose(np.asarray(model(x[:4])), np.mean(members, axis=0), atol=1e-6)
