@@ -39,18 +39,22 @@ def tiny_params() -> Params:
     return parse_params({"features": FEATURES, "serve": SERVE})
 
 
-def make_tiny_model(model_dir: Path, seed: int = 0) -> Path:
-    """An untrained tiny model + preprocess.json in `model_dir` (the train stage's layout)."""
+def make_tiny_model(model_dir: Path, seed: int = 0, members: int = 1) -> Path:
+    """An untrained tiny model + preprocess.json in `model_dir` (the train stage's layout).
+
+    `members` > 1 saves an ensemble of that many (`ser.model.average_models`), as `train.ensemble` does.
+    """
     import keras
 
     from ser.features import n_frames
-    from ser.model import build_model
+    from ser.model import average_models, build_model
 
     keras.utils.set_random_seed(seed)
     shape = (n_frames(FEATURES["sample_rate"] * int(FEATURES["duration"]), FEATURES["hop_length"]), FEATURES["n_mels"])
     mean, var = np.full(shape[1], -40.0, np.float32), np.full(shape[1], 100.0, np.float32)
-    model = build_model(shape, len(CLASSES), filters=[4], lstm_units=[4], dense_units=4, mean=mean, variance=var,
-                        specaugment={"rate": 0.5})  # fmt: skip
+    model = average_models([build_model(shape, len(CLASSES), filters=[4], lstm_units=[4], dense_units=4, mean=mean,
+                                        variance=var, specaugment={"rate": 0.5}, name=f"cnn_lstm_{i}")
+                            for i in range(members)])  # fmt: skip
     model_dir.mkdir(parents=True, exist_ok=True)
     model.save(model_dir / "model.keras")
     write_json(model_dir / "preprocess.json", {"classes": CLASSES, "features": FEATURES, "shape": list(shape),

@@ -45,3 +45,13 @@ def test_predict_without_a_model(tmp_path):
     sf.write(tmp_path / "a.wav", tone(1.0), 16000)
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "a.wav"), "--model-dir", str(tmp_path / "none")])
     assert result.exit_code == 2 and "no model.keras" in result.output
+
+
+def test_an_ensemble_serves_the_mean_of_its_members(tmp_path):
+    from ser.serving_model import Predictor
+
+    predictor = Predictor(make_tiny_model(tmp_path / "ensemble", members=2), max_batch=4)
+    features, _ = predictor.featurize(tone(3.0)[:, 0])  # 3 s: a timeline of windows
+    members = [np.asarray(predictor.model.get_layer(f"cnn_lstm_{i}")(features)) for i in range(2)]
+    assert not np.allclose(members[0], members[1])
+    assert np.allclose(predictor.infer(features), np.mean(members, axis=0), atol=1e-5)
