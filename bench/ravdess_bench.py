@@ -112,15 +112,22 @@ def measure_cost(params, runs: list[dict], model_dir: Path, corpus_dir: Path, cl
 
 
 def host() -> dict:
-    """What ran the benchmark: commit, CPUs, GPUs."""
-    import tensorflow as tf
+    """What ran the benchmark: commit, CPUs, GPUs, Keras backend."""
+    import keras
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()  # fmt: skip
-    gpus = [g.name for g in tf.config.list_physical_devices("GPU")]
-    return {"commit": commit.strip() + ("+changes" if dirty else ""), "cpus": os.cpu_count(),
-            "machine": platform.machine(), "gpus": gpus}  # fmt: skip
+    from ser.train import visible_gpus
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        except OSError:  # no git (a copied tree): the commit can come from SER_COMMIT
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD") or os.environ.get("SER_COMMIT", "unknown")
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit + ("+changes" if dirty else ""), "cpus": os.cpu_count(),
+            "machine": platform.machine(), "gpus": visible_gpus(),
+            "keras_backend": keras.backend.backend()}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,8 +5,9 @@ with the best weights restored, optional label smoothing, AdamW weight decay
 and mixup (all in `train.*` params), a progress bar on a terminal and one log
 line per epoch, history written as CSV for `dvc plots`. With `train.ensemble`
 = n, n models are fitted with consecutive seeds and saved as one model that
-averages their probabilities. Uses every visible GPU
-(MirroredStrategy + mixed float16) and the CPU otherwise. Writes `model.keras`
+averages their probabilities. Runs on any Keras 3 backend (`KERAS_BACKEND`:
+tensorflow, the default and what serving uses, or jax or torch) and uses every
+visible GPU with mixed float16 (MirroredStrategy on TensorFlow), the CPU otherwise. Writes `model.keras`
 and `preprocess.json` (classes, feature parameters, normalisation statistics)
 side by side. `fit` is also what the benchmark (`ser bench`) trains with.
 
@@ -16,6 +17,7 @@ side by side. `fit` is also what the benchmark (`ser bench`) trains with.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -23,7 +25,6 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from tqdm import tqdm
 
 from ser.config import Params
@@ -40,15 +41,54 @@ def load_split(features_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         return data["x"], data["y"]
 
 
-def device_strategy() -> tf.distribute.Strategy:
-    """MirroredStrategy with mixed precision over all GPUs, or the default (CPU) strategy."""
-    gpus = tf.config.list_physical_devices("GPU")
+def visible_gpus() -> int:
+    """GPUs the active Keras backend can train on."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return len(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return sum(d.platform == "gpu" for d in jax.devices())
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.device_count()
+    return 0
+
+
+class Placement:
+    """Where training runs: `scope()` to build the model in, `replicas` that split each batch."""
+
+    def __init__(self, strategy=None, replicas: int = 1) -> None:
+        self.strategy, self.replicas = strategy, replicas
+
+    def scope(self):
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+
+def device_placement() -> Placement:
+    """Mixed float16 over all GPUs (TensorFlow: MirroredStrategy; JAX: data parallel), else the CPU.
+
+    Create it once per training run: each MirroredStrategy claims the GPUs anew.
+    """
+    gpus = visible_gpus()
     if not gpus:
-        log.info("no GPU visible: training on the CPU")
-        return tf.distribute.get_strategy()
+        log.info("no GPU visible (Keras backend %s): training on the CPU", keras.backend.backend())
+        return Placement()
     keras.mixed_precision.set_global_policy("mixed_float16")
-    log.info("training on %d GPU(s) with mixed float16", len(gpus))
-    return tf.distribute.MirroredStrategy()
+    log.info("training on %d GPU(s) with mixed float16 (Keras backend %s)", gpus, keras.backend.backend())
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        strategy = tf.distribute.MirroredStrategy()
+        return Placement(strategy, strategy.num_replicas_in_sync)
+    if keras.backend.backend() == "jax" and gpus > 1:
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
+        return Placement(replicas=gpus)
+    return Placement()
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -74,23 +114,34 @@ class EpochProgress(keras.callbacks.Callback):
                  logs.get("val_accuracy", np.nan))  # fmt: skip
 
 
-def training_batches(x: np.ndarray, y: np.ndarray, n_classes: int, batch: int, mixup: float,
-                     seed: int) -> tf.data.Dataset:  # fmt: skip
-    """Shuffled one-hot batches, mixed (mixup, Beta(a, a) per example) when `mixup` > 0."""
-    ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, n_classes)))
-    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch)
-    if mixup > 0:
+class MixupBatches(keras.utils.PyDataset):
+    """Shuffled one-hot batches, reshuffled every epoch, mixed (mixup, Beta(a, a) per example) when `mixup` > 0.
 
-        def mix(xb, yb):
-            n = tf.shape(xb)[0]
-            g1, g2 = tf.random.gamma([n], mixup), tf.random.gamma([n], mixup)
-            lam = g1 / (g1 + g2)
-            perm = tf.random.shuffle(tf.range(n))
-            lx, ly = tf.reshape(lam, [-1, 1, 1]), tf.reshape(lam, [-1, 1])
-            return lx * xb + (1 - lx) * tf.gather(xb, perm), ly * yb + (1 - ly) * tf.gather(yb, perm)
+    Plain NumPy, so the same batches feed every Keras backend.
+    """
 
-        ds = ds.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    def __init__(self, x: np.ndarray, y: np.ndarray, n_classes: int, batch: int, mixup: float, seed: int) -> None:
+        super().__init__()
+        self.x, self.y = x, np.eye(n_classes, dtype=np.float32)[y]
+        self.batch, self.mixup = batch, mixup
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(x))
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.x) / self.batch))
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.order[i * self.batch : (i + 1) * self.batch]
+        xb, yb = self.x[rows], self.y[rows]
+        if self.mixup > 0:
+            lam = self.rng.beta(self.mixup, self.mixup, len(rows)).astype(np.float32)
+            perm = self.rng.permutation(len(rows))
+            xb = lam[:, None, None] * xb + (1 - lam[:, None, None]) * xb[perm]
+            yb = lam[:, None] * yb + (1 - lam[:, None]) * yb[perm]
+        return xb, yb
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.x))
 
 
 def fit(params: Params, stats: dict, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
@@ -110,27 +161,32 @@ def fit(params: Params, stats: dict, x_train: np.ndarray, y_train: np.ndarray, x
         when there are several), and the seconds fitting took.
     """
     members, frames, seconds = [], [], 0.0
+    placement = device_placement()
     for member in range(params.train.ensemble):
         seed = params.train.seed + member
         if params.train.ensemble > 1:
             log.info("ensemble member %d/%d (seed %d)", member + 1, params.train.ensemble, seed)
         name = "cnn_lstm" if params.train.ensemble == 1 else f"cnn_lstm_seed{seed}"
-        model, frame, secs = fit_member(params, stats, (x_train, y_train), (x_val, y_val), seed, name)
+        model, frame, secs = fit_member(params, stats, (x_train, y_train), (x_val, y_val), seed, name,
+                                         placement)
         members.append(model)
         frames.append(frame.assign(member=member) if params.train.ensemble > 1 else frame)
         seconds += secs
-    return average_models(members), pd.concat(frames, ignore_index=True), seconds
+    with placement.scope():
+        model = average_models(members)
+    return model, pd.concat(frames, ignore_index=True), seconds
 
 
 def fit_member(params: Params, stats: dict, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
-               seed: int, name: str) -> tuple[keras.Model, pd.DataFrame, float]:  # fmt: skip
-    """Fit one model with `seed` (see `fit`); returns the model, its history and seconds."""
+               seed: int, name: str,
+               placement: Placement | None = None) -> tuple[keras.Model, pd.DataFrame, float]:  # fmt: skip
+    """Fit one model with `seed` on `placement` (see `fit`); returns the model, its history and seconds."""
     keras.utils.set_random_seed(seed)
     (x_train, y_train), (x_val, y_val) = train, val
     n_classes = len(stats["classes"])
-    strategy = device_strategy()
+    placement = placement or device_placement()
     t = params.train
-    with strategy.scope():
+    with placement.scope():
         model = build_model(
             tuple(stats["shape"]), n_classes, mean=np.array(stats["mean"]), variance=np.array(stats["variance"]),
             specaugment={**params.augment.specaugment.model_dump(), "seed": seed}, name=name,
@@ -140,8 +196,8 @@ def fit_member(params: Params, stats: dict, train: tuple[np.ndarray, np.ndarray]
                      else keras.optimizers.Adam(t.learning_rate))  # fmt: skip
         model.compile(optimizer=optimizer, metrics=["accuracy"],
                       loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing))  # fmt: skip
-    batch = t.batch_size * strategy.num_replicas_in_sync
-    train_ds = training_batches(x_train, y_train, n_classes, batch, t.mixup, seed)
+    batch = t.batch_size * placement.replicas
+    train_ds = MixupBatches(x_train, y_train, n_classes, batch, t.mixup, seed)
     callbacks = [
         keras.callbacks.EarlyStopping("val_loss", patience=t.patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=max(1, t.patience // 2)),
@@ -149,7 +205,7 @@ def fit_member(params: Params, stats: dict, train: tuple[np.ndarray, np.ndarray]
     ]
     start = time.perf_counter()
     history = model.fit(train_ds, validation_data=(x_val, keras.utils.to_categorical(y_val, n_classes)),
-                        epochs=t.epochs, callbacks=callbacks, shuffle=False,  # the dataset shuffles
+                        epochs=t.epochs, callbacks=callbacks, shuffle=False,  # MixupBatches shuffles
                         verbose=0)  # fmt: skip
     seconds = time.perf_counter() - start
     frame = pd.DataFrame(history.history)

@@ -89,15 +89,15 @@ def test_unknown_pooling_is_refused():
 
 
 def test_mixup_batches_mix_inputs_and_labels_alike():
-    from ser.train import training_batches
+    from ser.train import MixupBatches
 
     x = np.stack([np.full((5, 3), i, np.float32) for i in range(8)])
     y = np.arange(8) % 4
-    xb, yb = next(iter(training_batches(x, y, 4, batch=8, mixup=0.4, seed=0)))
+    xb, yb = MixupBatches(x, y, 4, batch=8, mixup=0.4, seed=0)[0]
     xb, yb = np.asarray(xb), np.asarray(yb)
     assert np.allclose(yb.sum(axis=1), 1, atol=1e-6)  # still a distribution
     assert not np.allclose(xb, np.round(xb))  # inputs are blends, not originals
-    plain_x, plain_y = next(iter(training_batches(x, y, 4, batch=8, mixup=0.0, seed=0)))
+    plain_x, plain_y = MixupBatches(x, y, 4, batch=8, mixup=0.0, seed=0)[0]
     assert set(np.asarray(plain_y).max(axis=1)) == {1.0}
 
 
