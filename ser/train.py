@@ -7,7 +7,7 @@ line per epoch, history written as CSV for `dvc plots`. With `train.ensemble`
 = n, n models are fitted with consecutive seeds and saved as one model that
 averages their probabilities. Runs on any Keras 3 backend (`KERAS_BACKEND`:
 tensorflow, the default and what serving uses, or jax or torch) and uses every
-visible GPU with mixed float16 (MirroredStrategy on TensorFlow), the CPU otherwise. Writes `model.keras`
+visible GPU (MirroredStrategy and mixed float16 on TensorFlow), the CPU otherwise. Writes `model.keras`
 and `preprocess.json` (classes, feature parameters, normalisation statistics)
 side by side. `fit` is also what the benchmark (`ser bench`) trains with.
 
@@ -70,7 +70,9 @@ class Placement:
 
 
 def device_placement() -> Placement:
-    """Mixed float16 over all GPUs (TensorFlow: MirroredStrategy; JAX: data parallel), else the CPU.
+    """All GPUs (TensorFlow: MirroredStrategy, mixed float16; JAX: data parallel, float32), else the CPU.
+
+    JAX's cuDNN LSTM takes no float16, so other backends train in float32 (TF32 matmuls on recent GPUs).
 
     Create it once per training run: each MirroredStrategy claims the GPUs anew.
     """
@@ -78,11 +80,11 @@ def device_placement() -> Placement:
     if not gpus:
         log.info("no GPU visible (Keras backend %s): training on the CPU", keras.backend.backend())
         return Placement()
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    log.info("training on %d GPU(s) with mixed float16 (Keras backend %s)", gpus, keras.backend.backend())
+    log.info("training on %d GPU(s) (Keras backend %s)", gpus, keras.backend.backend())
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
+        keras.mixed_precision.set_global_policy("mixed_float16")
         strategy = tf.distribute.MirroredStrategy()
         return Placement(strategy, strategy.num_replicas_in_sync)
     if keras.backend.backend() == "jax" and gpus > 1:
