@@ -125,6 +125,7 @@ class ModelParams(_Strict):
     pooling: Literal["last", "mean", "attention"] = "last"
     bidirectional: bool = False
     utterance_norm: bool = False  # subtract each clip's own per-mel mean (in the model, so serving matches)
+    frontend: Literal["conv1d", "conv2d"] = "conv1d"  # convolve over time (mels as channels) | time x mel
 
     @field_validator("filters", "lstm_units")
     @classmethod

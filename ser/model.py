@@ -1,4 +1,4 @@
-"""The CNN-LSTM: Conv1D blocks over time, two LSTMs, a dense head (Keras 3 functional API).
+"""The CNN-LSTM: Conv1D (or Conv2D) blocks over time, two LSTMs, a dense head (Keras 3 functional API).
 
 Input is a (frames, n_mels) log-mel; the convolutions slide along **time** with
 the mel bins as channels (the article's code convolved along the mel axis).
@@ -103,6 +103,7 @@ def build_model(
     pooling: str = "last",
     bidirectional: bool = False,
     utterance_norm: bool = False,
+    frontend: str = "conv1d",
     mean: np.ndarray | None = None,
     variance: np.ndarray | None = None,
     specaugment: dict | None = None,
@@ -113,7 +114,11 @@ def build_model(
     Args:
         input_shape: (frames, n_mels).
         num_classes: size of the softmax.
-        filters, kernel_size, pool_size: the Conv1D + BatchNorm + ELU + MaxPool blocks.
+        filters, kernel_size, pool_size: the convolution + BatchNorm + ELU + MaxPool blocks.
+        frontend: `conv1d` slides along time with the mel bins as channels; `conv2d` slides a
+            kernel_size x kernel_size window over time and mel (pooling both), then flattens
+            each frame's mel x channel map for the LSTMs: more compute (a GPU's), and it sees
+            local spectral shapes such as formant and pitch movements wherever they sit in frequency.
         lstm_units: one LSTM per entry; all but the last return sequences.
         dense_units, dropout: the dense head.
         pooling: how the last LSTM's sequence becomes one vector: its `last` state,
@@ -136,11 +141,18 @@ def build_model(
         x = UtteranceNorm(name="utterance_norm")(x)
     if specaugment:
         x = SpecAugment(**specaugment, name="specaugment")(x)
+    if frontend not in ("conv1d", "conv2d"):
+        raise ValueError(f"model.frontend: expected conv1d or conv2d, got {frontend!r}")
+    conv, pool = (layers.Conv1D, layers.MaxPooling1D) if frontend == "conv1d" else (layers.Conv2D, layers.MaxPooling2D)
+    if frontend == "conv2d":
+        x = layers.Reshape((*input_shape, 1), name="as_image")(x)
     for i, n in enumerate(filters):
-        x = layers.Conv1D(n, kernel_size, padding="same", name=f"conv{i}")(x)
+        x = conv(n, kernel_size, padding="same", name=f"conv{i}")(x)
         x = layers.BatchNormalization(name=f"bn{i}")(x)
         x = layers.ELU(name=f"elu{i}")(x)
-        x = layers.MaxPooling1D(pool_size, padding="same", name=f"pool{i}")(x)
+        x = pool(pool_size, padding="same", name=f"pool{i}")(x)
+    if frontend == "conv2d":  # (frames', mels', channels) -> (frames', mels' * channels)
+        x = layers.Reshape((x.shape[1], x.shape[2] * x.shape[3]), name="frames")(x)
     for i, units in enumerate(lstm_units):
         sequences = i < len(lstm_units) - 1 or pooling != "last"
         lstm = layers.LSTM(units, return_sequences=sequences, name=f"lstm{i}")
