@@ -64,7 +64,8 @@ def markdown(res: dict) -> str:
     """The whole results page."""
     h = res["host"]
     lines = [f"# RAVDESS benchmark\n\nCommand: `{res['command']}`  ",
-             f"Commit {h['commit']}, {h['cpus']} CPUs, GPUs: {h['gpus'] or 'none'}, "
+             f"Commit {h['commit']}, {h['cpus']} CPUs, GPUs: {h['gpus'] or 'none'}"
+             f"{' (' + h['device'] + ')' if 'device' in h else ''}, "
              f"Keras backend {h.get('keras_backend', 'tensorflow')}; "
              f"wall time {res['wall_seconds'] / 60:.1f} min.  ",
              f"Clips: {res['clips']}; left out: {'; '.join(res['dropped']) or 'none'}.\n"]  # fmt: skip

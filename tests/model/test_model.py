@@ -3,12 +3,18 @@ save/load, and SpecAugment acting in training only."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from ser.model import SpecAugment, build_model, load_model
 
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = dict(filters=[8, 8, 8], lstm_units=[8, 8], dense_units=8)
 
 
@@ -25,6 +31,22 @@ def test_convolutions_run_along_time():
     # Conv1D kernels are (width, in_channels, filters): mel bins are the channels, time is the axis.
     assert conv.kernel.shape == (5, 32, 8)
     assert model.get_layer("pool2").output.shape[1] == 14  # 110 frames pooled 3x by 2
+
+
+def test_conv2d_front_end_slides_over_time_and_mel_and_round_trips(tmp_path):
+    model = build_model((110, 32), 8, frontend="conv2d", kernel_size=3, **SMALL)
+    # Conv2D kernels are (time, mel, in_channels, filters): one input channel, the log-mel image.
+    assert model.get_layer("conv0").kernel.shape == (3, 3, 1, 8)
+    assert model.get_layer("pool2").output.shape[1:] == (14, 4, 8)  # both axes pooled 3x by 2
+    assert model.get_layer("frames").output.shape[1:] == (14, 32)  # 4 mel cells x 8 channels per frame
+    x = np.random.default_rng(3).normal(size=(2, 110, 32)).astype("float32")
+    model.save(tmp_path / "m.keras")
+    assert np.allclose(load_model(tmp_path / "m.keras").predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_unknown_frontend_is_refused():
+    with pytest.raises(ValueError, match="model.frontend"):
+        build_model((40, 16), 4, frontend="transformer", **SMALL)
 
 
 def test_normalisation_uses_training_statistics():
@@ -97,8 +119,33 @@ def test_mixup_batches_mix_inputs_and_labels_alike():
     xb, yb = np.asarray(xb), np.asarray(yb)
     assert np.allclose(yb.sum(axis=1), 1, atol=1e-6)  # still a distribution
     assert not np.allclose(xb, np.round(xb))  # inputs are blends, not originals
-    plain_x, plain_y = MixupBatches(x, y, 4, batch=8, mixup=0.0, seed=0)[0]
+    plain = MixupBatches(x, y, 4, batch=3, mixup=0.0, seed=0)
+    plain_x, plain_y = plain[0]
     assert set(np.asarray(plain_y).max(axis=1)) == {1.0}
+    assert len(plain) == 3 and len(plain[2][0]) == 2  # the last batch holds the remainder
+
+
+def test_training_batches_cover_every_example_once_per_epoch_in_a_new_order():
+    from ser.train import MixupBatches
+
+    x = np.arange(10, dtype=np.float32).reshape(10, 1, 1) * np.ones((1, 2, 3), np.float32)
+    batches = MixupBatches(x, np.arange(10) % 2, 2, batch=4, mixup=0.0, seed=1)
+    first = np.concatenate([batches[i][0][:, 0, 0] for i in range(len(batches))])
+    batches.on_epoch_end()
+    second = np.concatenate([batches[i][0][:, 0, 0] for i in range(len(batches))])
+    assert sorted(first) == sorted(second) == list(range(10))
+    assert list(first) != list(second)
+
+
+def test_placement_without_a_gpu_is_the_plain_cpu():
+    from ser.train import device_placement, visible_gpus
+
+    if visible_gpus():
+        pytest.skip("a GPU is visible")
+    placement = device_placement()
+    assert placement.replicas == 1 and placement.strategy is None
+    with placement.scope():
+        assert build_model((20, 8), 2, **SMALL).count_params() > 0
 
 
 def test_average_models_is_the_mean_of_its_members_and_round_trips(tmp_path):
@@ -116,21 +163,58 @@ def test_average_models_is_the_mean_of_its_members_and_round_trips(tmp_path):
     assert np.allclose(np.asarray(loaded(x)), expected, atol=1e-6)
 
 
-def test_train_with_ensemble_fits_each_seed_and_saves_one_averaging_model(tmp_path):
-    from ser.config import Params
-    from ser.io import read_json, write_json
-    from ser.train import history_summary, train
-    from tests.conftest import tiny_params
+def tiny_features(features: Path) -> tuple[Path, np.ndarray]:
+    """A featurize-stage folder of random windows (4 classes, 30 frames x 8 mels); returns it and x."""
+    from ser.io import write_json
 
-    params = Params.model_validate(tiny_params(train={"ensemble": 2, "epochs": 2}))
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(40, 30, 8)).astype("float32"), np.arange(40) % 4
-    features = tmp_path / "features"
-    features.mkdir()
+    features.mkdir(parents=True)
     np.savez(features / "train.npz", x=x, y=y)
     np.savez(features / "val.npz", x=x[:8], y=y[:8])
     write_json(features / "stats.json", {"classes": ["a", "b", "c", "d"], "shape": [30, 8], "mean": [0.0] * 8,
                                          "variance": [1.0] * 8})  # fmt: skip
+    return features, x
+
+
+JAX_TRAIN = """
+import sys, keras, numpy as np
+from pathlib import Path
+from ser.config import Params
+from ser.train import train
+from tests.conftest import tiny_params
+assert keras.backend.backend() == "jax", keras.backend.backend()
+out = Path(sys.argv[1])
+params = Params.model_validate(tiny_params(model={"frontend": sys.argv[2]}, train={"epochs": 2}))
+print(train(params, out / "features", out / "model", out / "history.csv"))
+from ser.model import load_model
+x = np.load(out / "features" / "train.npz")["x"][:4]
+np.save(out / "probs.npy", np.asarray(load_model(out / "model" / "model.keras")(x)))
+"""
+
+
+@pytest.mark.parametrize("frontend", ["conv1d", "conv2d"])
+def test_a_model_trained_on_the_jax_backend_loads_and_predicts_alike_on_tensorflow(tmp_path, frontend):
+    # GPU machines without TensorFlow train with KERAS_BACKEND=jax; serving loads the model on TensorFlow.
+    pytest.importorskip("jax")
+    _, x = tiny_features(tmp_path / "features")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", JAX_TRAIN, str(tmp_path), frontend], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "'epochs_run': 2" in done.stdout
+    served = np.asarray(load_model(tmp_path / "model" / "model.keras")(x[:4]))
+    assert np.allclose(served, np.load(tmp_path / "probs.npy"), atol=1e-5)
+
+
+def test_train_with_ensemble_fits_each_seed_and_saves_one_averaging_model(tmp_path):
+    from ser.config import Params
+    from ser.io import read_json
+    from ser.train import history_summary, train
+    from tests.conftest import tiny_params
+
+    params = Params.model_validate(tiny_params(train={"ensemble": 2, "epochs": 2}))
+    features, x = tiny_features(tmp_path / "features")
     summary = train(params, features, tmp_path / "model", tmp_path / "reports" / "history.csv")
     history = pd.read_csv(tmp_path / "reports" / "history.csv")
     assert sorted(history["member"].unique()) == [0, 1] and (tmp_path / "reports" / "curves.png").is_file()
