@@ -180,13 +180,11 @@ def fit(params: Params, stats: dict, x_train: np.ndarray, y_train: np.ndarray, x
 
 
 def fit_member(params: Params, stats: dict, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
-               seed: int, name: str,
-               placement: Placement | None = None) -> tuple[keras.Model, pd.DataFrame, float]:  # fmt: skip
-    """Fit one model with `seed` on `placement` (see `fit`); returns the model, its history and seconds."""
+               seed: int, name: str, placement: Placement) -> tuple[keras.Model, pd.DataFrame, float]:  # fmt: skip
+    """Fit one model with `seed` on `fit`'s one `placement`; returns the model, its history and seconds."""
     keras.utils.set_random_seed(seed)
     (x_train, y_train), (x_val, y_val) = train, val
     n_classes = len(stats["classes"])
-    placement = placement or device_placement()
     t = params.train
     with placement.scope():
         model = build_model(
