@@ -72,30 +72,80 @@ def frame_rows_kernel(waves, window, hop, frames, rows, out):  # pragma: no cove
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
+def add_power(power, rows, ptr, mel_index, weight, k, energy):  # pragma: no cover - compiled
+    """energy[m, :rows] += weight(k, m) * power[:rows] for the (at most two) mels m bin k feeds."""
+    for e in range(ptr[k], ptr[k + 1]):
+        acc = energy[mel_index[e]]
+        w = weight[e]
+        for r in range(rows):
+            acc[r] += w * power[r]
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
 def mel_kernel(spectrum, rows, ptr, mel_index, weight, first, stop, power, energy):  # pragma: no cover
     """energy[m, r] = sum_k weight(k, m) * |spectrum[k, r]|^2 for the first `rows` frames.
 
     Both arrays are bin-major, frames contiguous: each bin's power is computed once and added
     into the (at most two) mel rows it feeds, loops that vectorise across frames.
     """
-    for m in range(energy.shape[0]):
-        acc = energy[m]
-        for r in range(rows):
-            acc[r] = 0.0
+    energy[:, :rows] = 0.0
     for k in range(first, stop):
-        e0 = ptr[k]
-        e1 = ptr[k + 1]
-        if e0 == e1:
+        if ptr[k] == ptr[k + 1]:
             continue
         src = spectrum[k]
         for r in range(rows):
             v = src[r]
             power[r] = v.real * v.real + v.imag * v.imag
-        for e in range(e0, e1):
-            acc = energy[mel_index[e]]
-            w = weight[e]
+        add_power(power, rows, ptr, mel_index, weight, k, energy)
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def packed_mel_kernel(spectrum, rows, cos_k, sin_k, ptr, mel_index, weight, power, energy):  # pragma: no cover
+    """As `mel_kernel` for a real FFT X of even length n = 2h, given `spectrum` = Z, the h-point
+    complex FFT of each frame's z[j] = x[2j] + i x[2j + 1] (bin-major, as mel_kernel's).
+
+    With W = exp(-2 pi i / n), E[k] = (Z[k] + conj Z[h - k]) / 2 (the even samples' FFT) and
+    O[k] = (Z[k] - conj Z[h - k]) / 2i (the odd ones'): X[k] = E[k] + W^k O[k], and X[h - k]
+    from the same two values, so bins k and h - k are done together;
+    X[0] = Re Z[0] + Im Z[0], X[h] = Re Z[0] - Im Z[0]. cos_k, sin_k: of 2 pi k / n, k < h.
+    `power` is (2, rows).
+    """
+    h = spectrum.shape[0]
+    quarter = np.float32(0.25)
+    energy[:, :rows] = 0.0
+    src = spectrum[0]
+    for k in (0, h):
+        if ptr[k] < ptr[k + 1]:
             for r in range(rows):
-                acc[r] += w * power[r]
+                v = src[r]
+                x = v.real + v.imag if k == 0 else v.real - v.imag
+                power[0, r] = x * x
+            add_power(power[0], rows, ptr, mel_index, weight, k, energy)
+    for k in range(1, h // 2 + 1):
+        j = h - k
+        if ptr[k] == ptr[k + 1] and ptr[j] == ptr[j + 1]:
+            continue
+        fwd = spectrum[k]
+        rev = spectrum[j]
+        c = cos_k[k]
+        s = sin_k[k]
+        low = power[0]
+        high = power[1]
+        for r in range(rows):
+            a = fwd[r]
+            b = rev[r]
+            sum_re = a.real + b.real
+            dif_re = a.real - b.real
+            sum_im = a.imag + b.imag
+            dif_im = a.imag - b.imag
+            q = c * sum_im - s * dif_re
+            t = c * dif_re + s * sum_im
+            # 2 X[k] = (sum_re + q) + i (dif_im - t); 2 X[h - k] = (sum_re - q) - i (dif_im + t)
+            low[r] = quarter * ((sum_re + q) * (sum_re + q) + (dif_im - t) * (dif_im - t))
+            high[r] = quarter * ((sum_re - q) * (sum_re - q) + (dif_im + t) * (dif_im + t))
+        add_power(low, rows, ptr, mel_index, weight, k, energy)
+        if j != k:
+            add_power(high, rows, ptr, mel_index, weight, j, energy)
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
