@@ -4,7 +4,8 @@ In one process, over the same clips, `repeats` times each: the reference loop (o
 `librosa.feature.melspectrogram` + `librosa.power_to_db` per clip, librosa's defaults, as a
 first implementation would be written) and `logmel` on batches of `--batch` clips. The two
 alternate within each repeat, so both see the same machine load, and each timed pass follows
-0.3 s of the same method untimed (CPUs back from idle, warm caches).
+0.3 s of the same method untimed (CPUs back from idle, warm caches); the garbage collector
+is off during each timed pass (as in `timeit`).
 Reports, for each, the median clips/s and ms/clip over the repeats, the seconds of every
 repeat and the CPU time per clip (all threads: the cost, whatever else the machine runs); the
 throughput ratio
@@ -25,6 +26,7 @@ redone in float64, which costs ~3x (RAVDESS speech: ~2% of frames).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import sys
@@ -93,10 +95,17 @@ def feature_throughput(waves: np.ndarray, params: FeatureParams, repeats: int = 
             warm_until = time.perf_counter() + WARM_S
             while time.perf_counter() < warm_until:
                 run(waves[:WARM_CLIPS])
-            start, cpu_start = time.perf_counter(), time.process_time()
-            outputs[name] = run(waves)
-            seconds[name].append(time.perf_counter() - start)
-            cpu_seconds[name].append(time.process_time() - cpu_start)
+            # The collector off while timing, as `timeit` does: a full collection (~30 ms, made
+            # likely by librosa's many small objects) would land in whichever run it hits.
+            gc.collect()
+            gc.disable()
+            try:
+                start, cpu_start = time.perf_counter(), time.process_time()
+                outputs[name] = run(waves)
+                seconds[name].append(time.perf_counter() - start)
+                cpu_seconds[name].append(time.process_time() - cpu_start)
+            finally:
+                gc.enable()
     result: dict = {
         "n_clips": n,
         "repeats": repeats,
