@@ -20,7 +20,7 @@ README's benchmark section has the numbers). The float32 FFT (~1.25 us a frame, 
   axis of the transposed frames so the spectrum comes out bin-major (the frames of a
   bin contiguous) with no copy. For an even n_fft it is the half-length complex FFT
   of each frame read as (even + i odd) samples, the textbook packing of a real FFT:
-  scipy's pocketfft does it ~25% faster than its real FFT of the same frames;
+  scipy's pocketfft does it ~23% faster than its real FFT of the same frames;
 * a compiled pass recombines the packed spectrum into each bin's power (bins k and
   n_fft/2 - k together, from the same two values) and adds it into the (at most
   two) mel triangles the bin feeds, vectorised across frames: ~1000 multiply-adds
@@ -177,8 +177,8 @@ def _rfft_bin_major(frames: np.ndarray) -> np.ndarray:
 
 def _packed_fft_bin_major(frames: np.ndarray) -> np.ndarray:
     """The (n_fft / 2)-point complex FFT of each float32 row of `frames` read as complex64, i.e. of
-    z[n] = x[2n] + i x[2n + 1], as (n_fft / 2, rows): bin-major. `kernels.mel_kernel(packed=True)`
-    recombines it into the real FFT; ~20% cheaper than `_rfft_bin_major` (pocketfft, even n_fft).
+    z[n] = x[2n] + i x[2n + 1], as (n_fft / 2, rows): bin-major. `kernels.packed_mel_kernel`
+    recombines it into the real FFT's bins; ~23% cheaper than `_rfft_bin_major` (pocketfft, even n_fft).
     """
     return scipy.fft.fft(frames.view(np.complex64).T, axis=0, workers=1)
 
