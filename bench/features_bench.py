@@ -17,7 +17,7 @@ decoded with soundfile, the features window of 3.5 s from 0.5 s, zero-padded whe
 otherwise synthetic (white noise, harmonic tones over a noise floor ~40 dB down, silence, at
 several levels). Pure tones over a much deeper floor (60 dB down) are the worst case for
 `logmel`: nearly every frame then has a band its float32 FFT cannot resolve to 1e-3 dB and is
-redone in float64, which costs ~3x (RAVDESS speech: ~2% of frames).
+redone in float64, which costs ~3x (RAVDESS speech: ~1% of frames).
 
     python bench/features_bench.py --audio-dir ../shared/data/ravdess-speech-16k \\
         [--clips 512] [--repeats 5] [--batch 64] [--out reports/features_bench.json]

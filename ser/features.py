@@ -27,7 +27,7 @@ README's benchmark section has the numbers). The float32 FFT (~1.25 us a frame, 
   a frame instead of the dense 513 x 64 product;
 * float32 FFT rounding is ~1e-7 of a frame's energy in every bin, which moves a
   band 70-90 dB under its own frame (a loud voiced frame's valleys) by up to
-  ~2e-3 dB; frames with such a band above the clip's dB floor (~2% of RAVDESS
+  ~2e-3 dB; frames with such a band above the clip's dB floor (~1% of RAVDESS
   frames, see `RISK_LIMIT`) are redone with a float64 window and FFT, batched
   over a thread's chunks;
 * librosa's dB floor (max - top_db, and amin) is applied to the powers before a
@@ -44,6 +44,7 @@ or inf.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Iterable
@@ -63,10 +64,13 @@ CHUNK_FRAMES = 512  # frames per chunk (2 clips of 3.5 s): ~2 MB of windowed fra
 SIMD_ROWS = 16  # FFT row counts are rounded up to this (see `_rfft_bin_major`)
 REFINE_ROWS = 16384  # float32 rows (~75 clips of 3.5 s) whose float64 redo may wait, to batch it
 # A frame is redone in float64 when a mel energy above its clip's dB floor is under
-# (frame energy) * (the filter's peak weight) / RISK_LIMIT. On all 1440 RAVDESS clips: 2.3% of
-# frames redone and at most 5.9e-4 dB from librosa (float32 alone: ~1.5e-3 dB; a smaller limit
-# redoes more frames for less error; inf: never).
-RISK_LIMIT = 2e4
+# (frame energy) * (the filter's peak weight) / RISK_LIMIT (a larger limit redoes fewer frames;
+# inf: never). Chosen on a sweep of two loud tones over noise 40-100 dB down (the worst case, in
+# tests/data/test_features.py) and confirmed on all 1440 RAVDESS clips: at 1e4, 2e4, 4e4 and 6e4
+# the largest difference from librosa stays 5.4e-4 dB on the sweep and 6.7e-4 dB on RAVDESS; it
+# starts to grow at 1e5 (7.3e-4 and 7.4e-4 dB), and float32 alone is off by 1.45e-3 dB. At 4e4,
+# 2.5x under that, 1.0% of RAVDESS frames are redone (2.3% at 2e4, which cost ~10% more time).
+RISK_LIMIT = 4e4
 
 
 @lru_cache(maxsize=8)
@@ -116,13 +120,22 @@ def _sparse_bank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: f
 class _Workspace(threading.local):
     """Per-thread buffers, reused across calls (fresh large arrays cost page faults every call)."""
 
+    def __init__(self) -> None:
+        self.buffers: dict[str, np.ndarray] = {}
+        self.views: dict[str, tuple[tuple[int, ...], type, np.ndarray]] = {}  # the last view of each
+
     def array(self, name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
         """A C-contiguous `shape` view of this thread's buffer `name`, grown when too small."""
-        size = int(np.prod(shape))
-        buf = self.__dict__.get(name)
+        last = self.views.get(name)
+        if last is not None and last[0] == shape and last[1] is dtype:
+            return last[2]  # the usual case (every chunk of a batch but its last): ~0.2 us, not ~5
+        size = math.prod(shape)
+        buf = self.buffers.get(name)
         if buf is None or buf.dtype != dtype or buf.size < size:
-            buf = self.__dict__[name] = np.zeros(size, dtype)  # zeros: padding rows stay finite
-        return buf[:size].reshape(shape)
+            buf = self.buffers[name] = np.zeros(size, dtype)  # zeros: padding rows stay finite
+        view = buf[:size].reshape(shape)
+        self.views[name] = (shape, dtype, view)
+        return view
 
 
 _WORKSPACE = _Workspace()

@@ -61,6 +61,29 @@ def test_logmel_matches_librosa_where_float32_alone_falls_short(monkeypatch):
     assert np.abs(logmel(wave, p)[0] - _librosa_db(wave, p)).max() > 1e-3
 
 
+def _tone_pairs_over_noise_sweep(samples: int = 56000) -> np.ndarray:
+    """Pairs of loud tones over noise floors 30-90 dB under them: the sweep `features.RISK_LIMIT` was
+    chosen on (float32 alone misses the millidecibel on the deep floors)."""
+    t = np.arange(samples) / 16000
+    rng = np.random.default_rng(1)
+    waves = [
+        0.5 * np.sin(2 * np.pi * f1 * t) + 0.3 * np.sin(2 * np.pi * f2 * t + 1) + level * rng.standard_normal(samples)
+        for level in (1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5)
+        for f1, f2 in ((440, 1250), (150, 3000), (97, 7000), (2000, 2100))
+    ]
+    return np.stack(waves).astype(np.float32)
+
+
+def test_logmel_keeps_the_millidecibel_over_the_risk_limit_sweep(monkeypatch):
+    p = FeatureParams()
+    waves = _tone_pairs_over_noise_sweep()
+    ours = _assert_matches_librosa(waves, p)
+    refs = np.stack([_librosa_db(w, p) for w in waves])
+    assert np.abs(ours - refs).max() < 7e-4  # 5.4e-4 dB when RISK_LIMIT was chosen: a margin to 1e-3
+    monkeypatch.setattr(features, "RISK_LIMIT", np.inf)  # the sweep does need the float64 redo
+    assert np.abs(logmel(waves, p) - refs).max() > 1e-3
+
+
 @pytest.mark.parametrize(
     "params",
     [
