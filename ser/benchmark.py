@@ -107,7 +107,7 @@ def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[st
         "val": score(y["val"], probs["val"].argmax(1), classes),
         "test_probs": probs["test"], "test_y": y["test"],
         "test_clips": idx.loc[sel["test"], "clip_id"].tolist(),
-        **history_summary(history),
+        **history_summary(history, params.train.schedule),
         "train_seconds": seconds, "train_windows": int(sel["train"].sum()),
         "params": int(model.count_params()), "model": model, "stats": stats,
     }  # fmt: skip

@@ -145,6 +145,18 @@ class TrainParams(_Strict):
     weight_decay: float = Field(0.0, ge=0)  # AdamW's decoupled weight decay; 0 = plain Adam
     mixup: float = Field(0.0, ge=0)  # Beta(a, a) mixup of training batches; 0 = off
     ensemble: int = Field(1, ge=1)  # models trained with seeds seed, seed+1, ...; the saved model averages them
+    # plateau: halve the learning rate and stop early on the validation loss, keep the best epoch's weights;
+    # cosine: decay the learning rate to 0 over all `epochs` (no early stop) and keep the last weights
+    schedule: Literal["plateau", "cosine"] = "plateau"
+    average_last: int = Field(0, ge=0)  # cosine only: keep the mean of the last n epochs' weights (SWA); 0 = off
+
+    @model_validator(mode="after")
+    def _averaging_needs_cosine(self) -> TrainParams:
+        if self.average_last and self.schedule != "cosine":
+            raise ValueError("average_last needs schedule: cosine (plateau keeps its best epoch's weights)")
+        if self.average_last > self.epochs:
+            raise ValueError(f"average_last ({self.average_last}) cannot exceed epochs ({self.epochs})")
+        return self
 
 
 class GateParams(_Strict):

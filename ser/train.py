@@ -1,8 +1,10 @@
 """The `train` stage: fit the CNN-LSTM on the featurized training split.
 
 Seeded (`keras.utils.set_random_seed`), early stopping on the validation loss
-with the best weights restored, optional label smoothing, AdamW weight decay
-and mixup (all in `train.*` params), a progress bar on a terminal and one log
+with the best weights restored (or, `train.schedule: cosine`, a cosine-decayed
+learning rate over all epochs with the last weights kept, optionally averaged
+over the last `train.average_last` epochs), optional label smoothing, AdamW
+weight decay and mixup (all in `train.*` params), a progress bar on a terminal and one log
 line per epoch, history written as CSV for `dvc plots`. With `train.ensemble`
 = n, n models are fitted with consecutive seeds and saved as one model that
 averages their probabilities. Runs on any Keras 3 backend (`KERAS_BACKEND`:
@@ -116,6 +118,40 @@ class EpochProgress(keras.callbacks.Callback):
                  logs.get("val_accuracy", np.nan))  # fmt: skip
 
 
+class AverageWeights(keras.callbacks.Callback):
+    """Stochastic weight averaging: at the end, the model gets the mean of its weights after each of the
+    last `last` epochs (float weights, BatchNorm statistics included; others keep their final values)."""
+
+    def __init__(self, epochs: int, last: int) -> None:
+        super().__init__()
+        self.first, self.total, self.count = epochs - last, None, 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch < self.first:
+            return
+        weights = [np.asarray(w, np.float64) for w in self.model.get_weights()]
+        self.total = weights if self.total is None else [a + b for a, b in zip(self.total, weights, strict=True)]
+        self.count += 1
+
+    def on_train_end(self, logs=None):
+        if not self.count:
+            return
+        final = self.model.get_weights()
+        self.model.set_weights([(a / self.count).astype(w.dtype) if np.issubdtype(w.dtype, np.floating) else w
+                                for a, w in zip(self.total, final, strict=True)])  # fmt: skip
+
+
+def schedule(t, steps: int) -> tuple[float | keras.optimizers.schedules.LearningRateSchedule, list]:
+    """The learning rate (a value or a schedule) and the callbacks of `train.schedule`, `steps` batches an epoch."""
+    if t.schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(t.learning_rate, decay_steps=t.epochs * steps)
+        return rate, [AverageWeights(t.epochs, t.average_last)] if t.average_last else []
+    return t.learning_rate, [
+        keras.callbacks.EarlyStopping("val_loss", patience=t.patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=max(1, t.patience // 2)),
+    ]
+
+
 class MixupBatches(keras.utils.PyDataset):
     """Shuffled one-hot batches, reshuffled every epoch, mixed (mixup, Beta(a, a) per example) when `mixup` > 0.
 
@@ -192,17 +228,15 @@ def fit_member(params: Params, stats: dict, train: tuple[np.ndarray, np.ndarray]
             specaugment={**params.augment.specaugment.model_dump(), "seed": seed}, name=name,
             **params.model.model_dump(),
         )  # fmt: skip
-        optimizer = (keras.optimizers.AdamW(t.learning_rate, weight_decay=t.weight_decay) if t.weight_decay
-                     else keras.optimizers.Adam(t.learning_rate))  # fmt: skip
-        model.compile(optimizer=optimizer, metrics=["accuracy"],
-                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing))  # fmt: skip
     batch = t.batch_size * placement.replicas
     train_ds = MixupBatches(x_train, y_train, n_classes, batch, t.mixup, seed)
-    callbacks = [
-        keras.callbacks.EarlyStopping("val_loss", patience=t.patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=max(1, t.patience // 2)),
-        EpochProgress(t.epochs, int(np.ceil(len(x_train) / batch))),
-    ]
+    rate, callbacks = schedule(t, len(train_ds))
+    with placement.scope():
+        optimizer = (keras.optimizers.AdamW(rate, weight_decay=t.weight_decay) if t.weight_decay
+                     else keras.optimizers.Adam(rate))  # fmt: skip
+        model.compile(optimizer=optimizer, metrics=["accuracy"],
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing))  # fmt: skip
+    callbacks.append(EpochProgress(t.epochs, len(train_ds)))
     start = time.perf_counter()
     history = model.fit(train_ds, validation_data=(x_val, keras.utils.to_categorical(y_val, n_classes)),
                         epochs=t.epochs, callbacks=callbacks, shuffle=False,  # MixupBatches shuffles
@@ -213,11 +247,12 @@ def fit_member(params: Params, stats: dict, train: tuple[np.ndarray, np.ndarray]
     return model, frame, seconds
 
 
-def history_summary(frame: pd.DataFrame) -> dict:
-    """Epochs run and best epoch (lowest val_loss); lists, one per member, for an ensemble's history."""
+def history_summary(frame: pd.DataFrame, kept: str = "plateau") -> dict:
+    """Epochs run and the epoch whose weights were kept: the lowest val_loss (`train.schedule` plateau) or
+    the last (cosine); lists, one per member, for an ensemble's history."""
     groups = [g for _, g in frame.groupby("member")] if "member" in frame else [frame]
     runs = [len(g) for g in groups]
-    best = [int(g.loc[g["val_loss"].idxmin(), "epoch"]) for g in groups]
+    best = [len(g) if kept == "cosine" else int(g.loc[g["val_loss"].idxmin(), "epoch"]) for g in groups]
     if len(groups) == 1:
         return {"epochs_run": runs[0], "best_epoch": best[0]}
     return {"epochs_run": runs, "best_epoch": best}
@@ -240,8 +275,9 @@ def train(params: Params, features_dir: Path, model_dir: Path, history_path: Pat
     with atomic_path(history_path) as tmp:
         frame.drop(columns=["learning_rate"], errors="ignore").to_csv(tmp, index=False)
     plot_history(history_path, history_path.with_name("curves.png"))
-    summary = {**history_summary(frame), "train_seconds": round(seconds, 1), "train_clips": int(len(x_train)),
-               "params": int(model.count_params()), "ensemble": params.train.ensemble}  # fmt: skip
+    summary = {**history_summary(frame, params.train.schedule), "train_seconds": round(seconds, 1),
+               "train_clips": int(len(x_train)), "params": int(model.count_params()),
+               "ensemble": params.train.ensemble}  # fmt: skip
     save_model(model, stats, summary, model_dir)
     log.info("trained %s epochs (best %s) in %.0f s -> %s", summary["epochs_run"], summary["best_epoch"], seconds,
              model_dir)  # fmt: skip

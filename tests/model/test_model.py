@@ -226,3 +226,46 @@ def test_train_with_ensemble_fits_each_seed_and_saves_one_averaging_model(tmp_pa
     members = [np.asarray(model.get_layer(n)(x[:4])) for n in ("cnn_lstm_seed42", "cnn_lstm_seed43")]
     assert not np.allclose(members[0], members[1])  # different seeds, different models
     assert np.allclose(np.asarray(model(x[:4])), np.mean(members, axis=0), atol=1e-6)
+
+
+def test_average_weights_keeps_the_mean_of_the_last_epochs():
+    from ser.train import AverageWeights
+
+    model = build_model((16, 8), 3, **SMALL)
+    start = model.get_weights()
+    callback = AverageWeights(epochs=4, last=2)
+    callback.set_model(model)
+    seen = []
+    for epoch in range(4):
+        model.set_weights([w + (epoch + 1) if np.issubdtype(w.dtype, np.floating) else w for w in start])
+        seen.append(model.get_weights())
+        callback.on_epoch_end(epoch)
+    callback.on_train_end()
+    for got, third, fourth in zip(model.get_weights(), seen[2], seen[3], strict=True):
+        assert np.allclose(got, (third + fourth) / 2, atol=1e-5)  # epochs 1-2 left out
+
+
+def test_cosine_schedule_runs_every_epoch_and_keeps_the_last(tmp_path):
+    from ser.config import Params
+    from ser.train import train
+    from tests.conftest import tiny_params
+
+    params = Params.model_validate(tiny_params(train={"epochs": 3, "schedule": "cosine", "average_last": 2}))
+    features, x = tiny_features(tmp_path / "features")
+    summary = train(params, features, tmp_path / "model", tmp_path / "reports" / "history.csv")
+    assert summary["epochs_run"] == 3 and summary["best_epoch"] == 3  # no early stop; the end is kept
+    probs = np.asarray(load_model(tmp_path / "model" / "model.keras")(x[:4]))
+    assert np.isfinite(probs).all() and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "train, message",
+    [({"average_last": 2}, "average_last needs schedule: cosine"),
+     ({"schedule": "cosine", "epochs": 3, "average_last": 5}, "cannot exceed epochs")],
+)  # fmt: skip
+def test_weight_averaging_settings_are_checked(train, message):
+    from ser.config import Params
+    from tests.conftest import tiny_params
+
+    with pytest.raises(ValueError, match=message):
+        Params.model_validate(tiny_params(train=train))
