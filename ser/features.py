@@ -65,7 +65,7 @@ SIMD_ROWS = 16  # FFT row counts are rounded up to this (see `_rfft_bin_major`)
 REFINE_ROWS = 16384  # float32 rows (~75 clips of 3.5 s) whose float64 redo may wait, to batch it
 # A frame is redone in float64 when a mel energy above its clip's dB floor is under
 # (frame energy) * (the filter's peak weight) / RISK_LIMIT (a larger limit redoes fewer frames;
-# inf: never). Chosen on a sweep of two loud tones over noise 40-100 dB down (the worst case, in
+# inf: never). Chosen on a sweep of two loud tones over noise 30-90 dB down (the worst case, in
 # tests/data/test_features.py) and confirmed on all 1440 RAVDESS clips: at 1e4, 2e4, 4e4 and 6e4
 # the largest difference from librosa stays 5.4e-4 dB on the sweep and 6.7e-4 dB on RAVDESS; it
 # starts to grow at 1e5 (7.3e-4 and 7.4e-4 dB), and float32 alone is off by 1.45e-3 dB. At 4e4,

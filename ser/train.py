@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ser.config import Params
+from ser.config import Params, TrainParams
 from ser.curves import plot_history
 from ser.io import atomic_path, read_json, write_json
 from ser.model import average_models, build_model
@@ -141,7 +141,9 @@ class AverageWeights(keras.callbacks.Callback):
                                 for a, w in zip(self.total, final, strict=True)])  # fmt: skip
 
 
-def schedule(t, steps: int) -> tuple[float | keras.optimizers.schedules.LearningRateSchedule, list]:
+def learning_rate_schedule(
+    t: TrainParams, steps: int
+) -> tuple[float | keras.optimizers.schedules.LearningRateSchedule, list[keras.callbacks.Callback]]:
     """The learning rate (a value or a schedule) and the callbacks of `train.schedule`, `steps` batches an epoch."""
     if t.schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(t.learning_rate, decay_steps=t.epochs * steps)
@@ -230,7 +232,7 @@ def fit_member(params: Params, stats: dict, train: tuple[np.ndarray, np.ndarray]
         )  # fmt: skip
     batch = t.batch_size * placement.replicas
     train_ds = MixupBatches(x_train, y_train, n_classes, batch, t.mixup, seed)
-    rate, callbacks = schedule(t, len(train_ds))
+    rate, callbacks = learning_rate_schedule(t, len(train_ds))
     with placement.scope():
         optimizer = (keras.optimizers.AdamW(rate, weight_decay=t.weight_decay) if t.weight_decay
                      else keras.optimizers.Adam(rate))  # fmt: skip
@@ -247,12 +249,12 @@ def fit_member(params: Params, stats: dict, train: tuple[np.ndarray, np.ndarray]
     return model, frame, seconds
 
 
-def history_summary(frame: pd.DataFrame, kept: str = "plateau") -> dict:
+def history_summary(frame: pd.DataFrame, schedule: str = "plateau") -> dict:
     """Epochs run and the epoch whose weights were kept: the lowest val_loss (`train.schedule` plateau) or
     the last (cosine); lists, one per member, for an ensemble's history."""
     groups = [g for _, g in frame.groupby("member")] if "member" in frame else [frame]
     runs = [len(g) for g in groups]
-    best = [len(g) if kept == "cosine" else int(g.loc[g["val_loss"].idxmin(), "epoch"]) for g in groups]
+    best = [len(g) if schedule == "cosine" else int(g.loc[g["val_loss"].idxmin(), "epoch"]) for g in groups]
     if len(groups) == 1:
         return {"epochs_run": runs[0], "best_epoch": best[0]}
     return {"epochs_run": runs, "best_epoch": best}
