@@ -46,6 +46,8 @@ def summarise(runs: list[dict], classes: list[str]) -> dict:
 
     out = {m: spread([r["test"][m] for r in runs]) for m in METRICS}
     out["val_uar"] = spread([r["val"]["uar"] for r in runs])
+    if all("select" in r for r in runs):  # actors held out of training and stopping: the unbiased comparison
+        out["select_uar"] = spread([r["select"]["uar"] for r in runs])
     out["per_class_recall"] = {c: spread([r["test"]["per_class"][c]["recall"] for r in runs
                                           if r["test"]["per_class"][c]["support"]]) for c in classes
                                if any(r["test"]["per_class"][c]["support"] for r in runs)}  # fmt: skip
@@ -57,10 +59,11 @@ def summarise(runs: list[dict], classes: list[str]) -> dict:
             probs = np.mean([r["test_probs"] for r in group], axis=0)
             ens.append(score(group[0]["test_y"], probs.argmax(1), classes))
         out["seed_ensemble"] = {m: spread([e[m] for e in ens]) for m in METRICS}
-    out["runs"] = [{k: r[k] for k in ("fold", "seed", "test_actors", "val_actors", "epochs_run", "best_epoch",
-                                      "params", "train_windows") if k in r}
+    out["runs"] = [{k: r[k] for k in ("fold", "seed", "test_actors", "val_actors", "select_actors", "epochs_run",
+                                      "best_epoch", "params", "train_windows") if k in r}
                    | {"train_seconds": round(r["train_seconds"], 1),
                                   **{f"test_{m}": r["test"][m] for m in METRICS}, "val_uar": r["val"]["uar"]}
+                   | ({"select_uar": r["select"]["uar"]} if "select" in r else {})
                    for r in runs]  # fmt: skip
     return out
 
@@ -140,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only-folds", type=lambda s: [int(x) for x in s.split(",")], default=None,
                     help="run just these 0-based folds (a quick look; the table then covers fewer actors)")
     ap.add_argument("--seeds", type=int, default=1, help="training seeds per fold")
+    ap.add_argument("--select-actors", type=int, default=0, metavar="N",
+                    help="(a) only: hold N more training actors out, scored only, to compare settings without "
+                         "the bias of the validation actors that early stopping chose the epoch on")  # fmt: skip
     ap.add_argument("--protocols", default="speaker,article,cost")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
     ap.add_argument("--cache", type=Path, default=ROOT / "data" / "cache" / "bench", help="feature cache")
@@ -172,11 +178,12 @@ def main(argv: list[str] | None = None) -> int:
            "dropped": corpus.dropped}  # fmt: skip
     speaker = []
     if "speaker" in protocols:
-        speaker = list(speaker_folds(corpus, params, args.folds, args.seeds, args.only_folds))
+        speaker = list(speaker_folds(corpus, params, args.folds, args.seeds, args.only_folds, args.select_actors))
         res["speaker"] = summarise(speaker, params.data.classes)
+        held = f" and {args.select_actors} selection actors (scored only)" if args.select_actors else ""
         res["speaker_protocol"] = (
             f"{args.folds} folds of whole actors (every actor tested once), {params.split.val_actors} validation "
-            f"actors per fold taken from the training actors, {args.seeds} seed(s) per fold; "
+            f"actors{held} per fold taken from the training actors, {args.seeds} seed(s) per fold; "
             f"{len(params.data.classes)} classes."
         )
     if "article" in protocols:

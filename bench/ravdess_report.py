@@ -25,13 +25,21 @@ def protocol_table(title: str, protocol: str, s: dict) -> list[str]:
     for m in METRICS if "seed_ensemble" in s else ():
         lines.append(row(f"{m}, mean of the seeds' probabilities", pm(s["seed_ensemble"][m]), "", "",
                          s["seed_ensemble"][m]["n"]))  # fmt: skip
-    lines += [row("validation UAR (model selection)", pm(s["val_uar"]), "", "", s["val_uar"]["n"]), ""]
+    lines.append(row("validation UAR (early stopping and model selection)", pm(s["val_uar"]), "", "",
+                     s["val_uar"]["n"]))  # fmt: skip
+    if "select_uar" in s:
+        lines.append(row("selection UAR (held-out actors, never trained or stopped on)", pm(s["select_uar"]),
+                         f"{100 * s['select_uar']['min']:.1f}", f"{100 * s['select_uar']['max']:.1f}",
+                         s["select_uar"]["n"]))  # fmt: skip
+    lines.append("")
     lines += ["Per-class recall (%): " + ", ".join(f"{c} {pm(v)}" for c, v in s["per_class_recall"].items()), ""]
-    lines += [row("fold", "seed", "test actors", "val actors", "epochs (best)", "train s", "accuracy", "UAR",
-                  "macro-F1"), row(*"---------")]  # fmt: skip
+    extra = ["select actors", "select UAR"] if "select_uar" in s else []
+    lines += [row("fold", "seed", "test actors", "val actors", *extra, "epochs (best)", "train s", "accuracy", "UAR",
+                  "macro-F1"), row(*"-" * (9 + len(extra)))]  # fmt: skip
     for r in s["runs"]:
+        held = [r["select_actors"], f"{100 * r['select_uar']:.1f}"] if extra else []
         lines.append(row(r["fold"], r["seed"], r.get("test_actors", "random 20 %"), r.get("val_actors", "random 10 %"),
-                         f"{r['epochs_run']} ({r['best_epoch']})", f"{r['train_seconds']:.0f}",
+                         *held, f"{r['epochs_run']} ({r['best_epoch']})", f"{r['train_seconds']:.0f}",
                          *(f"{100 * r[f'test_{m}']:.1f}" for m in METRICS)))  # fmt: skip
     return lines + [""]
 

@@ -79,13 +79,14 @@ def prepare(corpus_dir: Path, params: Params, cache_dir: Path | None = None) -> 
 
 
 def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[str, str]) -> dict:
-    """Train on the `train` clips (all copies), stop on `val`, score `test` (originals only).
+    """Train on the `train` clips (all copies), stop on `val`, score `test` (and `select`) originals.
 
     Args:
-        roles: clip_id -> "train" | "val" | "test"; clips not named, or outside `classes`, are unused.
+        roles: clip_id -> "train" | "val" | "select" | "test"; clips not named, or outside `classes`,
+            are unused. `select` clips are scored only: training and early stopping never see them.
 
     Returns:
-        A record: test and validation scores, test probabilities, epochs, seconds, parameters.
+        A record: test, validation (and selection) scores, test probabilities, epochs, seconds, parameters.
     """
     from ser.train import fit, history_summary
 
@@ -94,17 +95,17 @@ def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[st
     known = idx["emotion"].isin(classes).to_numpy()
     y_all = idx["emotion"].map({c: i for i, c in enumerate(classes)}).fillna(-1).to_numpy(np.int64)
     sel = {r: (known & (role == r).to_numpy() & ((idx["copy"] == 0).to_numpy() | (r == "train")))
-           for r in ("train", "val", "test")}  # fmt: skip
+           for r in ("train", "val", "select", "test")}  # fmt: skip
     mean, var = norm_stats(corpus.feats[sel["train"]])
     stats = {"classes": classes, "features": params.features.model_dump(), "shape": list(corpus.feats.shape[1:]),
              "mean": mean.tolist(), "variance": var.tolist()}  # fmt: skip
     x = {r: corpus.feats[m] for r, m in sel.items()}
     y = {r: y_all[m] for r, m in sel.items()}
     model, history, seconds = fit(params, stats, x["train"], y["train"], x["val"], y["val"])
-    probs = {r: model.predict(x[r], batch_size=64, verbose=0) for r in ("val", "test")}
+    scored = [r for r in ("val", "select", "test") if len(y[r])]
+    probs = {r: model.predict(x[r], batch_size=64, verbose=0) for r in scored}
     return {
-        "test": score(y["test"], probs["test"].argmax(1), classes),
-        "val": score(y["val"], probs["val"].argmax(1), classes),
+        **{r: score(y[r], probs[r].argmax(1), classes) for r in scored},
         "test_probs": probs["test"], "test_y": y["test"],
         "test_clips": idx.loc[sel["test"], "clip_id"].tolist(),
         **history_summary(history, params.train.schedule),
@@ -114,27 +115,38 @@ def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[st
 
 
 def speaker_folds(corpus: Corpus, params: Params, folds: int = 6, seeds: int = 1,
-                  only: list[int] | None = None) -> Iterator[dict]:  # fmt: skip
+                  only: list[int] | None = None, select_actors: int = 0) -> Iterator[dict]:  # fmt: skip
     """Protocol (a): k folds of whole actors, every actor tested once; validation actors from the rest.
 
     Args:
         only: run just these fold numbers (0-based), e.g. for a quick look; None runs all.
+        select_actors: also hold out this many of the training actors, scored only (`select`): an
+            unbiased figure for comparing settings, since early stopping picks its epoch on `val`.
+
+    Raises:
+        ValueError: when the held-out actors leave a fold no actor to train on.
     """
     classes = params.data.classes
     actors = sorted(int(a) for a in corpus.clips["actor"].unique())
+    held = params.split.val_actors + select_actors
     for f, test_actors in enumerate(actor_folds(actors, folds, seed=params.split.seed)):
         if only is not None and f not in only:
             continue
-        rest = [a for a in actors if a not in test_actors]
-        val_actors = sorted(gender_balanced_order(rest, params.split.seed + f)[: params.split.val_actors])
-        by_actor = {a: "test" if a in test_actors else "val" if a in val_actors else "train" for a in actors}
+        rest = gender_balanced_order([a for a in actors if a not in test_actors], params.split.seed + f)
+        if len(rest) <= held:
+            raise ValueError(f"fold {f}: {len(rest)} actors outside the test fold cannot give split.val_actors "
+                             f"({params.split.val_actors}) + select actors ({select_actors}) and still train")
+        val_actors, select = sorted(rest[: params.split.val_actors]), sorted(rest[params.split.val_actors : held])
+        by_actor = {a: "train" for a in rest} | {a: "val" for a in val_actors} | {a: "select" for a in select}
+        by_actor |= {a: "test" for a in test_actors}
         roles = dict(zip(corpus.clips["clip_id"], corpus.clips["actor"].astype(int).map(by_actor), strict=True))
         for s in range(seeds):
             seeded = override(params, {"train.seed": params.train.seed + s})
-            log.info("fold %d/%d (test actors %s, val actors %s), seed %d", f + 1, folds, test_actors, val_actors,
-                     seeded.train.seed)  # fmt: skip
+            log.info("fold %d/%d (test actors %s, val actors %s, select actors %s), seed %d", f + 1, folds,
+                     test_actors, val_actors, select, seeded.train.seed)  # fmt: skip
+            held_out = {"select_actors": select} if select else {}
             yield {"fold": f, "seed": seeded.train.seed, "test_actors": test_actors, "val_actors": val_actors,
-                   **run_split(corpus, seeded, classes, roles)}  # fmt: skip
+                   **held_out, **run_split(corpus, seeded, classes, roles)}  # fmt: skip
 
 
 def article_split(corpus: Corpus, params: Params, seeds: int = 1) -> Iterator[dict]:

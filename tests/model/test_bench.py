@@ -65,3 +65,40 @@ def test_speaker_folds_never_train_on_test_actors(tiny_corpus, tmp_path):
         assert len(r["test_clips"]) == len(set(r["test_clips"])) == int(
             pd.Series(list(actor_of.values())).isin(r["test_actors"]).sum())  # originals only, no augmented copy
         assert not set(r["val_actors"]) & set(r["test_actors"])
+
+
+def test_select_actors_are_held_out_and_compared_pairwise(tiny_corpus, tmp_path, capsys):
+    """--select-actors scores actors that neither training nor early stopping saw; compare_runs pairs runs."""
+    import compare_runs
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(tiny_params(train={"epochs": 1})))
+    out = tmp_path / "out"
+    argv = ["--corpus", str(tiny_corpus), "--params", str(params), "--folds", "4", "--only-folds", "0,1",
+            "--protocols", "speaker", "--select-actors", "1", "--out", str(out),
+            "--cache", str(tmp_path / "cache")]  # fmt: skip
+    assert ravdess_bench.main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    for r in res["speaker"]["runs"]:
+        held = [r["test_actors"], r["val_actors"], r["select_actors"]]
+        assert [len(h) for h in held] == [1, 1, 1] and len({a for h in held for a in h}) == 3
+        assert 0 <= r["select_uar"] <= 1
+    assert res["speaker"]["select_uar"]["n"] == 2
+    assert "selection UAR (held-out actors" in (out / "results.md").read_text()
+    # A run compared with itself: every paired difference is zero, no pair favours either side.
+    assert compare_runs.main([str(out / "results.json")] * 2) == 0
+    report = capsys.readouterr().out
+    assert "2 paired (fold, seed) runs" in report and "| select_uar |" in report and "+0.0 ± 0.0 | 0/0 |" in report
+    other = json.loads((out / "results.json").read_text())
+    other["speaker"]["runs"][0]["select_uar"] += 0.1
+    diff = compare_runs.paired(res, other)["select_uar"]
+    assert diff["diff_mean"] == pytest.approx(0.05) and (diff["other_better"], diff["base_better"]) == (1, 0)
+
+
+def test_select_actors_that_leave_no_training_actor_are_refused(tiny_corpus):
+    from ser.benchmark import prepare, speaker_folds
+    from ser.config import parse_params
+
+    params = parse_params(tiny_params(train={"epochs": 1}))
+    with pytest.raises(ValueError, match=r"split.val_actors \(1\) \+ select actors \(2\)"):
+        next(speaker_folds(prepare(tiny_corpus, params), params, folds=4, select_actors=2))
