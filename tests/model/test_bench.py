@@ -102,3 +102,38 @@ def test_select_actors_that_leave_no_training_actor_are_refused(tiny_corpus):
     params = parse_params(tiny_params(train={"epochs": 1}))
     with pytest.raises(ValueError, match=r"split.val_actors \(1\) \+ select actors \(2\)"):
         next(speaker_folds(prepare(tiny_corpus, params), params, folds=4, select_actors=2))
+
+
+@pytest.mark.slow
+def test_parallel_bench_runs_settings_side_by_side_and_compares_them(tiny_corpus, tmp_path, capsys):
+    """Two settings x one fold as two processes at once; merged per setting, compared pair by pair."""
+    import parallel_bench
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(tiny_params(train={"epochs": 2})))
+    out = tmp_path / "out"
+    argv = ["--setting", "P=", "--setting", "C=train.schedule=cosine train.average_last=1", "--folds", "0",
+            "--select-actors", "1", "--parallel", "2", "--out", str(out), "--",
+            "--corpus", str(tiny_corpus), "--params", str(params), "--folds", "4",
+            "--cache", str(tmp_path / "cache")]  # fmt: skip
+    assert parallel_bench.main(argv) == 0
+    p_runs, c_runs = (json.loads((out / f"{n}.json").read_text())["speaker"]["runs"] for n in "PC")
+    assert [(r["fold"], r["seed"]) for r in p_runs] == [(r["fold"], r["seed"]) for r in c_runs] == [(0, 42)]
+    assert c_runs[0]["epochs_run"] == c_runs[0]["best_epoch"] == 2  # cosine: no early stop, the end kept
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["baseline"] == "P" and comparison["against"]["C"]["pairs"] == 1
+    assert comparison["against"]["C"]["select_uar"]["diff_mean"] == pytest.approx(
+        c_runs[0]["select_uar"] - p_runs[0]["select_uar"])
+    assert not list(out.glob("runs/*/model"))  # per-run models (only `cost` reads them) are not kept
+    log = (out / "runner.log").read_text()
+    assert "start P-s42-f0" in log and "done C-s42-f0 rc=0" in log
+    assert "C - P, 1 pairs: select UAR" in capsys.readouterr().out
+
+
+def test_parallel_bench_refuses_a_nameless_setting(tmp_path, capsys):
+    import parallel_bench
+
+    with pytest.raises(SystemExit) as exit_:
+        parallel_bench.main(["--setting", "=train.epochs=3", "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2 and "expected NAME=key=value" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,107 @@
+"""Compare settings of the speaker-independent benchmark with many runs at once, pair by pair.
+
+Each (setting, seed, fold) is its own `ravdess_bench.py --only-folds F` process, and up to
+`--parallel` run at a time: one small model leaves most of a GPU (or a many-core machine)
+idle, so eight runs side by side finish in about the time of two. Jobs start seed by seed,
+so a deadline cuts the last seed short rather than a setting. Afterwards every setting's runs
+are merged into `<out>/<setting>.json` and each setting is compared with the first one by
+`compare_runs.paired` on the selection actors (`--select-actors`, never trained or stopped on).
+
+    python bench/parallel_bench.py --out reports/bench-select --seeds 42,43 --parallel 8 \\
+        --setting P= --setting L="train.schedule=cosine train.average_last=10" -- --set features.workers=16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from compare_runs import paired
+
+BENCH = Path(__file__).resolve().with_name("ravdess_bench.py")
+
+
+def setting(text: str) -> tuple[str, list[str]]:
+    """`NAME=key=value key=value` -> (NAME, ["--set", "key=value", ...]); `NAME=` is the defaults."""
+    name, _, sets = text.partition("=")
+    if not name or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"--setting {text!r}: expected NAME=key=value ... (NAME a plain word)")
+    return name, [a for kv in sets.split() for a in ("--set", kv)]
+
+
+def run_jobs(jobs: list[tuple[str, list[str]]], out: Path, parallel: int, deadline: float) -> list[str]:
+    """Run (name, command) jobs, `parallel` at a time, none started within 60 s of `deadline`; log lines."""
+    t0, running, lines = time.time(), [], []
+    log = (out / "runner.log").open("a")
+
+    def say(msg: str) -> None:
+        lines.append(f"{time.time() - t0:6.0f}s {msg}")
+        print(lines[-1], flush=True)
+        log.write(lines[-1] + "\n")
+
+    while jobs or running:
+        while jobs and len(running) < parallel and deadline - time.time() > 60:
+            name, cmd = jobs.pop(0)
+            (out / "runs" / name).mkdir(parents=True, exist_ok=True)
+            with (out / "runs" / name / "log.txt").open("w") as f:
+                limit = [] if math.isinf(deadline) else ["timeout", str(int(deadline - time.time()))]
+                proc = subprocess.Popen([*limit, *cmd], stdout=f, stderr=subprocess.STDOUT)
+            running.append((proc, name, time.time()))
+            say(f"start {name}")
+        if jobs and deadline - time.time() <= 60:
+            say(f"{len(jobs)} jobs not started: the deadline is near")
+            jobs.clear()
+        for item in [r for r in running if r[0].poll() is not None]:
+            running.remove(item)
+            say(f"done {item[1]} rc={item[0].returncode} in {time.time() - item[2]:.0f}s")
+        time.sleep(0.5)
+    log.close()
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--setting", dest="settings", type=setting, action="append", required=True,
+                    help="NAME=key=value ... (repeatable; the first is the baseline)")
+    ap.add_argument("--seeds", default="42", help="comma-separated training seeds")
+    ap.add_argument("--folds", default="0,1,2,3,4,5", help="comma-separated 0-based folds")
+    ap.add_argument("--select-actors", type=int, default=2)
+    ap.add_argument("--parallel", type=int, default=2)
+    ap.add_argument("--deadline", type=float, default=float("inf"), help="seconds; later jobs are not started")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("bench_args", nargs="*", help="after --: passed to every ravdess_bench.py run")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    base = [sys.executable, str(BENCH), "--protocols", "speaker", "--select-actors", str(args.select_actors),
+            *args.bench_args]  # fmt: skip
+    order = [(name, sets, seed, fold) for seed in args.seeds.split(",") for fold in args.folds.split(",")
+             for name, sets in args.settings]  # fmt: skip
+    jobs = [(f"{name}-s{seed}-f{fold}", [*base, *sets, "--set", f"train.seed={seed}", "--only-folds", fold,
+                                         "--out", str(args.out / "runs" / f"{name}-s{seed}-f{fold}")])
+            for name, sets, seed, fold in order]  # fmt: skip
+    run_jobs(jobs, args.out, args.parallel, time.time() + args.deadline)
+    merged: dict[str, list[dict]] = {name: [] for name, _ in args.settings}
+    for name, _ in args.settings:
+        for res in sorted((args.out / "runs").glob(f"{name}-s*-f*/results.json")):
+            merged[name] += json.loads(res.read_text())["speaker"]["runs"]
+            shutil.rmtree(res.with_name("model"), ignore_errors=True)  # each run's saved model: only `cost` reads it
+        (args.out / f"{name}.json").write_text(json.dumps({"speaker": {"runs": merged[name]}}, indent=1))
+    first = args.settings[0][0]
+    report = {name: paired({"speaker": {"runs": merged[first]}}, {"speaker": {"runs": runs}})
+              for name, runs in merged.items() if name != first and runs and merged[first]}  # fmt: skip
+    (args.out / "comparison.json").write_text(json.dumps({"baseline": first, "against": report}, indent=1))
+    for name, res in report.items():
+        s = res["select_uar"]
+        print(f"{name} - {first}, {res['pairs']} pairs: select UAR {100 * s['diff_mean']:+.1f} ± "
+              f"{100 * s['diff_sem']:.1f} points ({s['other_better']}/{s['base_better']} pairs better/worse)")
+    return 0 if report else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
