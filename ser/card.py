@@ -104,11 +104,20 @@ def details_section(params: dict, preprocess: dict) -> str:
                   "normalised with training-split statistics; longer audio is scored per window"),
         ("Classes", ", ".join(preprocess.get("classes") or [])),
         ("Parameters", f"{training['params']:,}" if "params" in training else "n/a"),
-        ("Training", f"{training.get('epochs_run', 'n/a')} epochs (best {training.get('best_epoch', 'n/a')}) on "
+        ("Training", f"{training.get('epochs_run', 'n/a')} epochs ({kept_weights(train, training)}) on "
                      f"{training.get('train_clips', 'n/a')} training windows, batch {train.get('batch_size')}, "
-                     f"Adam lr {train.get('learning_rate')}" + "".join(f", {a}" for a in augmented)),
+                     f"{'AdamW' if train.get('weight_decay') else 'Adam'} lr {train.get('learning_rate')}"
+                     + "".join(f", {a}" for a in augmented)),
     ]  # fmt: skip
     return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+
+
+def kept_weights(train: dict, training: dict) -> str:
+    """Which weights the model kept, per `train.schedule` (cards of models from before it say plateau's)."""
+    if train.get("schedule") == "cosine":
+        n = min(train.get("average_last") or 0, train.get("epochs") or 0)
+        return "cosine learning-rate decay; " + (f"mean of the last {n} epochs' weights" if n else "last weights")
+    return f"best {training.get('best_epoch', 'n/a')} by validation loss, early stopping"
 
 
 def evaluation_section(metrics: dict, params: dict) -> str:

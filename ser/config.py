@@ -148,14 +148,15 @@ class TrainParams(_Strict):
     # plateau: halve the learning rate and stop early on the validation loss, keep the best epoch's weights;
     # cosine: decay the learning rate to 0 over all `epochs` (no early stop) and keep the last weights
     schedule: Literal["plateau", "cosine"] = "plateau"
-    average_last: int = Field(0, ge=0)  # cosine only: keep the mean of the last n epochs' weights (SWA); 0 = off
+    # cosine only: keep the mean of the weights after each of the last min(n, epochs) epochs (SWA); 0 = off.
+    # Capped at epochs, not refused, so a quick `-S train.epochs=5` needs no second override.
+    average_last: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _averaging_needs_cosine(self) -> TrainParams:
         if self.average_last and self.schedule != "cosine":
-            raise ValueError("average_last needs schedule: cosine (plateau keeps its best epoch's weights)")
-        if self.average_last > self.epochs:
-            raise ValueError(f"average_last ({self.average_last}) cannot exceed epochs ({self.epochs})")
+            raise ValueError(f"average_last ({self.average_last}) needs schedule: cosine; plateau keeps its best "
+                             "epoch's weights (set train.average_last=0 with schedule: plateau)")  # fmt: skip
         return self
 
 

@@ -35,8 +35,11 @@ def legend(ax, colours: dict[str, str], **kwargs) -> None:
     ax.legend(handles=[Patch(color=c, alpha=0.5, label=name) for name, c in colours.items()], **kwargs)
 
 
-def plot_history(history_csv: Path, out_png: Path) -> Path:
-    """Accuracy and loss per epoch, training vs validation, with the best epoch (lowest val_loss) marked.
+def plot_history(history_csv: Path, out_png: Path, schedule: str = "plateau") -> Path:
+    """Accuracy and loss per epoch, training vs validation, with the kept epoch marked.
+
+    `schedule` is `train.schedule`: plateau keeps the best epoch (lowest val_loss), marked with a line;
+    cosine keeps the last weights (or their mean over the last epochs), said in the title.
 
     Raises:
         ValueError: the CSV has no rows or no `epoch` column.
@@ -49,6 +52,9 @@ def plot_history(history_csv: Path, out_png: Path) -> Path:
     groups = list(frame.groupby("member")) if "member" in frame else [(None, frame)]
     first = groups[0][1]
     best = int(first.loc[first["val_loss"].idxmin(), "epoch"]) if "val_loss" in first else None
+    if schedule == "cosine":  # no epoch is picked: the end of training is kept
+        best = None
+        fig.suptitle("cosine schedule: the weights at the end of training are kept")
     for ax, metric in zip(fig.subplots(1, 2), ("accuracy", "loss"), strict=True):
         for member, part in groups:
             suffix = "" if member is None else f", member {member}"

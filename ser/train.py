@@ -147,7 +147,7 @@ def learning_rate_schedule(
     """The learning rate (a value or a schedule) and the callbacks of `train.schedule`, `steps` batches an epoch."""
     if t.schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(t.learning_rate, decay_steps=t.epochs * steps)
-        return rate, [AverageWeights(t.epochs, t.average_last)] if t.average_last else []
+        return rate, [AverageWeights(t.epochs, min(t.average_last, t.epochs))] if t.average_last else []
     return t.learning_rate, [
         keras.callbacks.EarlyStopping("val_loss", patience=t.patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=max(1, t.patience // 2)),
@@ -276,7 +276,7 @@ def train(params: Params, features_dir: Path, model_dir: Path, history_path: Pat
     model, frame, seconds = fit(params, stats, x_train, y_train, x_val, y_val)
     with atomic_path(history_path) as tmp:
         frame.drop(columns=["learning_rate"], errors="ignore").to_csv(tmp, index=False)
-    plot_history(history_path, history_path.with_name("curves.png"))
+    plot_history(history_path, history_path.with_name("curves.png"), params.train.schedule)
     summary = {**history_summary(frame, params.train.schedule), "train_seconds": round(seconds, 1),
                "train_clips": int(len(x_train)), "params": int(model.count_params()),
                "ensemble": params.train.ensemble}  # fmt: skip

@@ -98,6 +98,10 @@ def test_plot_history_draws_two_panels(tmp_path):
         tmp_path / "history.csv", index=False)  # fmt: skip
     out = plot_history(tmp_path / "history.csv", tmp_path / "train" / "curves.png")
     assert out == tmp_path / "train" / "curves.png"
+    # The cosine schedule keeps the end of training: no best-epoch line, a title saying so instead.
+    cosine = plot_history(tmp_path / "history.csv", tmp_path / "cosine.png", schedule="cosine")
+    with Image.open(out) as plateau_png, Image.open(cosine) as cosine_png:
+        assert plateau_png.size != cosine_png.size or (np.asarray(plateau_png) != np.asarray(cosine_png)).any()
     with Image.open(out) as image:
         assert image.format == "PNG" and image.width > 2 * image.height > 600
         assert np.asarray(image.convert("L"), dtype=float).std() > 5
