@@ -1,9 +1,9 @@
 """The `train` stage: fit the CNN-LSTM on the featurized training split.
 
-Seeded (`keras.utils.set_random_seed`), early stopping on the validation loss
-with the best weights restored (or, `train.schedule: cosine`, a cosine-decayed
-learning rate over all epochs with the last weights kept, optionally averaged
-over the last `train.average_last` epochs), optional label smoothing, AdamW
+Seeded (`keras.utils.set_random_seed`); `train.schedule: cosine` (the default)
+decays the learning rate along a cosine over all epochs and keeps the last
+weights, averaged over the last `train.average_last` epochs; `plateau` stops
+early on the validation loss with the best weights restored. Optional label smoothing, AdamW
 weight decay and mixup (all in `train.*` params), a progress bar on a terminal and one log
 line per epoch, history written as CSV for `dvc plots`. With `train.ensemble`
 = n, n models are fitted with consecutive seeds and saved as one model that
