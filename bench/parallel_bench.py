@@ -6,6 +6,8 @@ idle, so eight runs side by side finish in about the time of two. Jobs start see
 so a deadline cuts the last seed short rather than a setting. Afterwards every setting's runs
 are merged into `<out>/<setting>.json` and each setting is compared with the first one by
 `compare_runs.paired` on the selection actors (`--select-actors`, never trained or stopped on).
+With several seeds, each setting's seed ensemble (the mean of a fold's runs' probabilities,
+from their `probs.npz`) is scored too, on the selection and the test actors.
 
     python bench/parallel_bench.py --out reports/bench-select --seeds 42,43 --parallel 8 \\
         --setting P= --setting L="train.schedule=cosine train.average_last=10" -- --set features.workers=16
@@ -23,6 +25,7 @@ import time
 from pathlib import Path
 
 from compare_runs import paired
+from ravdess_bench import load_probs, seed_ensemble
 
 BENCH = Path(__file__).resolve().with_name("ravdess_bench.py")
 
@@ -65,6 +68,21 @@ def run_jobs(jobs: list[tuple[str, list[str]]], out: Path, parallel: int, deadli
     return lines
 
 
+def merge_ensembles(runs: list[dict], classes: list[str]) -> dict | None:
+    """Seed ensembles of one setting's runs (from their `probs.npz`), on the selection and test actors.
+
+    Returns:
+        {"select": ..., "test": ...} as `ravdess_bench.seed_ensemble` scores them (roles every run
+        has), with `members`: {fold: runs averaged}; None when no fold has more than one run.
+    """
+    roles = [r for r in ("select", "test") if runs and all(f"{r}_probs" in run for run in runs)]
+    out = {role: e for role in roles if (e := seed_ensemble(runs, classes, role))}
+    if not out:
+        return None
+    folds = sorted({r["fold"] for r in runs})
+    return out | {"members": {f: sum(r["fold"] == f for r in runs) for f in folds}}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--setting", dest="settings", type=setting, action="append", required=True,
@@ -87,15 +105,32 @@ def main(argv: list[str] | None = None) -> int:
             for name, sets, seed, fold in order]  # fmt: skip
     run_jobs(jobs, args.out, args.parallel, time.time() + args.deadline)
     merged: dict[str, list[dict]] = {name: [] for name, _ in args.settings}
+    ensembles: dict[str, dict] = {}
     for name, _ in args.settings:
+        probs, classes = [], []
         for res in sorted((args.out / "runs").glob(f"{name}-s*-f*/results.json")):
-            merged[name] += json.loads(res.read_text())["speaker"]["runs"]
+            data = json.loads(res.read_text())
+            merged[name] += data["speaker"]["runs"]
+            classes = data["params"]["data"]["classes"]
+            if res.with_name("probs.npz").exists():
+                probs += load_probs(res.with_name("probs.npz"))
             shutil.rmtree(res.with_name("model"), ignore_errors=True)  # each run's saved model: only `cost` reads it
-        (args.out / f"{name}.json").write_text(json.dumps({"speaker": {"runs": merged[name]}}, indent=1))
+        ensembles[name] = merge_ensembles(probs, classes)
+        (args.out / f"{name}.json").write_text(json.dumps(
+            {"speaker": {"runs": merged[name]} | ({"seed_ensemble": ensembles[name]} if ensembles[name] else {})},
+            indent=1))  # fmt: skip
     first = args.settings[0][0]
     report = {name: paired({"speaker": {"runs": merged[first]}}, {"speaker": {"runs": runs}})
               for name, runs in merged.items() if name != first and runs and merged[first]}  # fmt: skip
-    (args.out / "comparison.json").write_text(json.dumps({"baseline": first, "against": report}, indent=1))
+    (args.out / "comparison.json").write_text(json.dumps(
+        {"baseline": first, "against": report, "seed_ensembles": {n: e for n, e in ensembles.items() if e}},
+        indent=1))  # fmt: skip
+    for name, ens in ensembles.items():
+        if ens:
+            print(f"{name}: mean of each fold's seeds' probabilities ({sum(ens['members'].values())} runs, "
+                  f"{len(ens['members'])} folds): " + ", ".join(
+                f"{role} UAR {100 * e['uar']['mean']:.1f} ± {100 * e['uar']['std']:.1f} %"
+                for role, e in ens.items() if role != "members"))  # fmt: skip
     for name, res in report.items():
         s = res["select_uar"]
         print(f"{name} - {first}, {res['pairs']} pairs: select UAR {100 * s['diff_mean']:+.1f} ± "

@@ -4,7 +4,8 @@ Runs the pipeline's own code (`ser.benchmark`: manifest, windows, augmentation,
 `logmel`, `train.fit`, `evaluate.score`; the serving `Predictor` for inference
 times) on ../shared/data/ravdess-speech-16k with the model and training params
 of params.yaml (override any with --set, as `dvc exp run -S` does), and writes
-`results.json` and `results.md` (mean ± std over folds and seeds, anchors beside).
+`results.json` and `results.md` (mean ± std over folds and seeds, anchors beside), and
+`probs.npz` (each run's test-clip probabilities, for seed ensembles across runs).
 Skips with a message when the corpus is absent.
 
     python bench/ravdess_bench.py                      # 6 folds x 1 seed + article protocol + cost
@@ -42,8 +43,6 @@ def spread(values: list[float]) -> dict:
 
 def summarise(runs: list[dict], classes: list[str]) -> dict:
     """Mean ± std over runs of the test metrics and per-class recall, the seed ensemble, the run table."""
-    from ser.evaluate import score
-
     out = {m: spread([r["test"][m] for r in runs]) for m in METRICS}
     out["val_uar"] = spread([r["val"]["uar"] for r in runs])
     if all("select" in r for r in runs):  # actors held out of training and stopping: the unbiased comparison
@@ -51,14 +50,9 @@ def summarise(runs: list[dict], classes: list[str]) -> dict:
     out["per_class_recall"] = {c: spread([r["test"]["per_class"][c]["recall"] for r in runs
                                           if r["test"]["per_class"][c]["support"]]) for c in classes
                                if any(r["test"]["per_class"][c]["support"] for r in runs)}  # fmt: skip
-    folds = sorted({r["fold"] for r in runs})
-    if len(runs) > len(folds):  # several seeds per fold: also score the mean of their probabilities
-        ens = []
-        for f in folds:
-            group = [r for r in runs if r["fold"] == f]
-            probs = np.mean([r["test_probs"] for r in group], axis=0)
-            ens.append(score(group[0]["test_y"], probs.argmax(1), classes))
-        out["seed_ensemble"] = {m: spread([e[m] for e in ens]) for m in METRICS}
+    ensemble = seed_ensemble(runs, classes)
+    if ensemble:  # several seeds per fold: also the score of the mean of their probabilities
+        out["seed_ensemble"] = ensemble
     out["runs"] = [{k: r[k] for k in ("fold", "seed", "test_actors", "val_actors", "select_actors", "epochs_run",
                                       "best_epoch", "params", "train_windows") if k in r}
                    | {"train_seconds": round(r["train_seconds"], 1),
@@ -66,6 +60,60 @@ def summarise(runs: list[dict], classes: list[str]) -> dict:
                    | ({"select_uar": r["select"]["uar"]} if "select" in r else {})
                    for r in runs]  # fmt: skip
     return out
+
+
+def seed_ensemble(runs: list[dict], classes: list[str], role: str = "test") -> dict | None:
+    """Score each fold's mean of its runs' probabilities (one setting, several seeds): mean ± std over folds.
+
+    Args:
+        runs: records with `fold` and `<role>_probs`/`<role>_y` (from `run_split` or `load_probs`).
+        role: "test" or "select".
+
+    Returns:
+        {metric: spread over folds}, or None when no fold has more than one run.
+
+    Raises:
+        ValueError: when a fold's runs scored different clips, so their probabilities do not line up.
+    """
+    from ser.evaluate import score
+
+    folds = sorted({r["fold"] for r in runs})
+    if len(runs) <= len(folds):
+        return None
+    scores = []
+    for f in folds:
+        group = [r for r in runs if r["fold"] == f]
+        labels = [r[f"{role}_y"] for r in group]
+        if any(not np.array_equal(labels[0], y) for y in labels[1:]):
+            raise ValueError(f"fold {f}: its runs scored different {role} clips (other folds, actors or corpus?); "
+                             "their probabilities cannot be averaged")  # fmt: skip
+        probs = np.mean([r[f"{role}_probs"] for r in group], axis=0)
+        scores.append(score(labels[0], probs.argmax(1), classes))
+    return {m: spread([s[m] for s in scores]) for m in METRICS}
+
+
+def save_probs(runs: list[dict], path: Path) -> None:
+    """Each run's test (and selection) probabilities and labels, as `path` (.npz, replaced atomically).
+
+    Seeds run as separate processes (`parallel_bench.py`) are averaged from these files afterwards.
+    """
+    from ser.io import atomic_path
+
+    arrays = {f"f{r['fold']}-s{r['seed']}-{key}": r[key] for r in runs
+              for key in ("test_probs", "test_y", "select_probs", "select_y") if key in r}  # fmt: skip
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+
+def load_probs(path: Path) -> list[dict]:
+    """The run records `save_probs` wrote: fold, seed and the probability/label arrays."""
+    runs: dict[tuple[int, int], dict] = {}
+    with np.load(path) as data:
+        for name in data.files:
+            fold, seed, key = name.split("-", 2)
+            run = runs.setdefault((int(fold[1:]), int(seed[1:])), {"fold": int(fold[1:]), "seed": int(seed[1:])})
+            run[key] = data[name]
+    return list(runs.values())
 
 
 def measure_cost(params, runs: list[dict], model_dir: Path, corpus_dir: Path, clips) -> dict:
@@ -180,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     if "speaker" in protocols:
         speaker = list(speaker_folds(corpus, params, args.folds, args.seeds, args.only_folds, args.select_actors))
         res["speaker"] = summarise(speaker, params.data.classes)
+        save_probs(speaker, args.out / "probs.npz")
         held = f" and {args.select_actors} selection actors (scored only)" if args.select_actors else ""
         res["speaker_protocol"] = (
             f"{args.folds} folds of whole actors (every actor tested once), {params.split.val_actors} validation "

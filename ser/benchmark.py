@@ -86,7 +86,8 @@ def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[st
             are unused. `select` clips are scored only: training and early stopping never see them.
 
     Returns:
-        A record: test, validation (and selection) scores, test probabilities, epochs, seconds, parameters.
+        A record: test, validation (and selection) scores, test (and selection) probabilities and labels,
+        epochs, seconds, parameters.
     """
     from ser.train import fit, history_summary
 
@@ -106,7 +107,8 @@ def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[st
     probs = {r: model.predict(x[r], batch_size=64, verbose=0) for r in scored}
     return {
         **{r: score(y[r], probs[r].argmax(1), classes) for r in scored},
-        "test_probs": probs["test"], "test_y": y["test"],
+        **{f"{r}_probs": probs[r] for r in ("test", "select") if r in probs},
+        **{f"{r}_y": y[r] for r in ("test", "select") if r in probs},
         "test_clips": idx.loc[sel["test"], "clip_id"].tolist(),
         **history_summary(history, params.train.schedule),
         "train_seconds": seconds, "train_windows": int(sel["train"].sum()),

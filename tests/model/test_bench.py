@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -113,21 +114,50 @@ def test_parallel_bench_runs_settings_side_by_side_and_compares_them(tiny_corpus
     params.write_text(yaml.safe_dump(tiny_params(train={"epochs": 2})))
     out = tmp_path / "out"
     argv = ["--setting", "P=", "--setting", "C=train.schedule=cosine train.average_last=1", "--folds", "0",
-            "--select-actors", "1", "--parallel", "2", "--out", str(out), "--",
+            "--seeds", "42,43", "--select-actors", "1", "--parallel", "4", "--out", str(out), "--",
             "--corpus", str(tiny_corpus), "--params", str(params), "--folds", "4",
             "--cache", str(tmp_path / "cache")]  # fmt: skip
     assert parallel_bench.main(argv) == 0
     p_runs, c_runs = (json.loads((out / f"{n}.json").read_text())["speaker"]["runs"] for n in "PC")
-    assert [(r["fold"], r["seed"]) for r in p_runs] == [(r["fold"], r["seed"]) for r in c_runs] == [(0, 42)]
+    assert [(r["fold"], r["seed"]) for r in p_runs] == [(r["fold"], r["seed"]) for r in c_runs] == [(0, 42), (0, 43)]
     assert c_runs[0]["epochs_run"] == c_runs[0]["best_epoch"] == 2  # cosine: no early stop, the end kept
     comparison = json.loads((out / "comparison.json").read_text())
-    assert comparison["baseline"] == "P" and comparison["against"]["C"]["pairs"] == 1
+    assert comparison["baseline"] == "P" and comparison["against"]["C"]["pairs"] == 2
     assert comparison["against"]["C"]["select_uar"]["diff_mean"] == pytest.approx(
-        c_runs[0]["select_uar"] - p_runs[0]["select_uar"])
+        np.mean([c["select_uar"] - p["select_uar"] for p, c in zip(p_runs, c_runs, strict=True)]))
     assert not list(out.glob("runs/*/model"))  # per-run models (only `cost` reads them) are not kept
     log = (out / "runner.log").read_text()
-    assert "start P-s42-f0" in log and "done C-s42-f0 rc=0" in log
-    assert "C - P, 1 pairs: select UAR" in capsys.readouterr().out
+    assert "start P-s42-f0" in log and "done C-s43-f0 rc=0" in log
+    # The seed ensemble, merged from the separate processes' probs.npz, is their mean probabilities' score.
+    from ser.evaluate import score
+
+    members = [ravdess_bench.load_probs(out / "runs" / f"C-s{seed}-f0" / "probs.npz")[0] for seed in (42, 43)]
+    classes = json.loads((out / "runs" / "C-s42-f0" / "results.json").read_text())["params"]["data"]["classes"]
+    mean = (members[0]["test_probs"] + members[1]["test_probs"]) / 2
+    ensemble = json.loads((out / "C.json").read_text())["speaker"]["seed_ensemble"]
+    assert ensemble["members"] == {"0": 2} and set(ensemble) == {"select", "test", "members"}
+    assert ensemble["test"]["uar"]["mean"] == pytest.approx(score(members[0]["test_y"], mean.argmax(1), classes)["uar"])
+    assert comparison["seed_ensembles"]["P"]["members"] == {"0": 2}
+    printed = capsys.readouterr().out
+    assert "C - P, 2 pairs: select UAR" in printed and "C: mean of each fold's seeds' probabilities (2 runs" in printed
+
+
+def test_seed_ensemble_averages_saved_probabilities_and_refuses_mismatched_clips(tmp_path):
+    """probs.npz round-trips; a fold's runs are averaged only when they scored the same clips."""
+    y = np.array([0, 1, 1, 0])
+    a = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.4, 0.6]])  # right on clips 0 and 2
+    b = np.array([[0.7, 0.3], [0.1, 0.9], [0.3, 0.7], [0.2, 0.8]])  # right on clips 0, 1 and 2
+    runs = [{"fold": 0, "seed": s, "test_probs": p, "test_y": y} for s, p in ((42, a), (43, b))]
+    ravdess_bench.save_probs(runs, tmp_path / "probs.npz")
+    loaded = sorted(ravdess_bench.load_probs(tmp_path / "probs.npz"), key=lambda r: r["seed"])
+    assert [(r["fold"], r["seed"]) for r in loaded] == [(0, 42), (0, 43)]
+    np.testing.assert_array_equal(loaded[1]["test_probs"], b)
+    ens = ravdess_bench.seed_ensemble(loaded, ["neutral", "calm"])
+    assert ens["accuracy"]["mean"] == pytest.approx(0.75) and ens["uar"]["n"] == 1  # the mean misses clip 3 only
+    assert ravdess_bench.seed_ensemble(loaded[:1], ["neutral", "calm"]) is None  # one run per fold: no ensemble
+    loaded[1]["test_y"] = 1 - y  # other clips
+    with pytest.raises(ValueError, match="fold 0: its runs scored different test clips"):
+        ravdess_bench.seed_ensemble(loaded, ["neutral", "calm"])
 
 
 def test_parallel_bench_refuses_a_nameless_setting(tmp_path, capsys):
