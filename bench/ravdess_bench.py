@@ -162,6 +162,18 @@ def measure_cost(params, runs: list[dict], model_dir: Path, corpus_dir: Path, cl
     return cost
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo, else `platform.processor()`): timings and, through the
+    instruction sets oneDNN picks kernels for, trained weights depend on it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def host() -> dict:
     """What ran the benchmark: commit, CPUs, GPUs, Keras backend."""
     import keras
@@ -176,7 +188,7 @@ def host() -> dict:
 
     commit = git("rev-parse", "--short", "HEAD") or os.environ.get("SER_COMMIT", "unknown")
     dirty = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit + ("+changes" if dirty else ""), "cpus": os.cpu_count(),
+    return {"commit": commit + ("+changes" if dirty else ""), "cpus": os.cpu_count(), "cpu_model": cpu_model(),
             "machine": platform.machine(), "gpus": visible_gpus(),
             "keras_backend": keras.backend.backend()}  # fmt: skip
 

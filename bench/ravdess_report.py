@@ -71,8 +71,9 @@ def cost_table(c: dict) -> list[str]:
 def markdown(res: dict) -> str:
     """The whole results page."""
     h = res["host"]
+    cpu = f" ({h['cpu_model']})" if "cpu_model" in h else ""  # results written before it was recorded lack it
     lines = [f"# RAVDESS benchmark\n\nCommand: `{res['command']}`  ",
-             f"Commit {h['commit']}, {h['cpus']} CPUs, GPUs: {h['gpus'] or 'none'}"
+             f"Commit {h['commit']}, {h['cpus']} CPUs{cpu}, GPUs: {h['gpus'] or 'none'}"
              f"{' (' + h['device'] + ')' if 'device' in h else ''}, "
              f"Keras backend {h.get('keras_backend', 'tensorflow')}; "
              f"wall time {res['wall_seconds'] / 60:.1f} min.  ",

@@ -223,7 +223,8 @@ def report(
         int | None, typer.Option(help="Actor of the per-emotion figures [default: lowest with every emotion].")
     ] = None,
 ) -> None:
-    """Write the corpus report: HTML page of EDA figures (class balance, examples, durations, loudness, pitch)."""
+    """Write the corpus report: HTML page of EDA figures (class balance, examples, durations, loudness, pitch,
+    speech against the model window)."""
     from ser.config import load_params
     from ser.eda import eda_report
 

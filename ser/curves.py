@@ -196,3 +196,18 @@ def plot_distributions(clips: pd.DataFrame, emotions: list[str], pitch: pd.DataF
            title="Pitch per emotion and gender (sampled clips)")  # fmt: skip
     out["pitch"] = save(fig, dest / "pitch.png")
     return out
+
+
+def plot_coverage(table: pd.DataFrame, window: tuple[float, float], dest: Path) -> dict[str, Path]:
+    """Where each clip's speech starts and ends (`ser.coverage.window_coverage`), the model window shaded."""
+    speech = table.dropna(subset=["kept"])
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax = fig.subplots()
+    ax.axvspan(*window, color="tab:gray", alpha=0.2, label="model window")
+    top = float(max(speech["speech_end_s"].max(), window[1])) if len(speech) else window[1]
+    edges = np.linspace(0.0, top + 0.1, 60)
+    ax.hist(speech["speech_start_s"], bins=edges, color="tab:green", alpha=0.7, label="speech starts")
+    ax.hist(speech["speech_end_s"], bins=edges, color="tab:purple", alpha=0.7, label="speech ends")
+    ax.legend()
+    ax.set(xlabel="time in the clip (s)", ylabel="clips", title="Speech against the model window")
+    return {"speech": save(fig, dest / "speech.png")}

@@ -16,6 +16,8 @@ folder is replaced whole and atomically, only once every figure succeeded:
     duration.png             duration histogram and per-emotion boxes
     loudness.png             whole-clip RMS (dBFS) per emotion
     pitch.png                median f0 (librosa.yin, 60-400 Hz) per emotion and gender
+    speech.png               where each clip's speech starts and ends, the model window shaded
+                             (`ser.coverage`: every clip decoded; the page says how much speech the window misses)
 
     ser report --params params.yaml --manifest data/manifest.csv --audio-dir data/raw --out reports/eda
 """
@@ -33,7 +35,8 @@ import pandas as pd
 
 from ser.audio import fixed_window, load_audio
 from ser.config import Params
-from ser.curves import plot_counts, plot_distributions, plot_examples
+from ser.coverage import LOSS_SHARE, SPEECH_TOP_DB, summarize_coverage, window_coverage
+from ser.curves import plot_counts, plot_coverage, plot_distributions, plot_examples
 from ser.features import logmel
 from ser.io import atomic_path
 from ser.labels import EMOTIONS
@@ -57,6 +60,8 @@ CAPTIONS = {
     "loudness": "Whole-clip RMS level (dBFS, from the manifest) per emotion.",
     "pitch": "Median f0 (librosa.yin, {fmin:g}-{fmax:g} Hz, frames within 30 dB of the loudest) of up to "
              "{per} random clips per emotion and gender ({n} clips).",
+    "speech": "First and last speech frame of every clip (frames within {top_db:g} dB of the clip's loudest); "
+              "the shaded span is the model window: speech outside it is never seen.",
 }  # fmt: skip
 CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .7em;text-align:right}"
@@ -142,6 +147,18 @@ def summarize(manifest: pd.DataFrame, clips: pd.DataFrame) -> dict:
     }  # fmt: skip
 
 
+def speech_fact(cov: dict) -> str:
+    """One line on how much speech the model window keeps (`summarize_coverage`'s numbers)."""
+    start, end = cov["window_s"]
+    if not cov["clips_with_speech"]:
+        return f"window {start:.2f}-{end:.2f} s; no clip has speech frames"
+    return (f"window {start:.2f}-{end:.2f} s; speech runs {cov['median_speech_start_s']:.2f}-"
+            f"{cov['median_speech_end_s']:.2f} s in the median clip; the window keeps {100 * cov['mean_kept']:.1f} % "
+            f"of the speech frames on average; {100 * cov['share_losing_speech']:.1f} % of clips lose more than "
+            f"{100 * LOSS_SHARE:g} % of theirs ({100 * cov['share_cut_at_start']:.1f} % are cut at the start, "
+            f"{100 * cov['share_cut_at_end']:.1f} % at the end)")  # fmt: skip
+
+
 def render_page(summary: dict, figures: list[str], captions: dict[str, str], source: str) -> str:
     """The self-contained HTML page (inline CSS, relative image paths)."""
     esc = html.escape
@@ -150,7 +167,8 @@ def render_page(summary: dict, figures: list[str], captions: dict[str, str], sou
     facts = [("Clips", f"{summary['clips']} ({summary['usable_clips']} usable)"),
              ("Actors", f"{summary['actors']} ({genders})"),
              ("Emotions", f"{len(summary['emotion_names'])}: {', '.join(summary['emotion_names'])}"),
-             ("Total audio", f"{summary['hours']:.2f} hours"), ("Sample rates", rates)]  # fmt: skip
+             ("Total audio", f"{summary['hours']:.2f} hours"), ("Sample rates", rates),
+             ("Speech in the model window", speech_fact(summary["speech"]))]  # fmt: skip
     rows = "".join(f"<tr><td>{esc(r['emotion'])}</td><td>{r['clips']}</td><td>{r['mean_duration_s']:.2f}</td>"
                    f"<td>{r['median_rms_dbfs']:.1f}</td></tr>" for r in summary["per_emotion"])  # fmt: skip
     figs = "".join(f'<figure id="{n}"><img src="{n}.png" alt="{esc(captions[n])}"><figcaption>{esc(captions[n])}'
@@ -189,8 +207,13 @@ def eda_report(manifest_path: Path, audio_dir: Path, out_dir: Path, params: Para
         pitch = pitch_sample(clips, audio_dir, params.features.sample_rate, params.features.workers)
         figures |= plot_distributions(clips, emotions, pitch, staging)
         summary["pitch_clips"] = int(pitch["f0"].notna().sum())
+        feats = params.features
+        coverage = window_coverage(clips, audio_dir, feats)
+        summary["speech"] = summarize_coverage(coverage, feats.offset, feats.duration)
+        figures |= plot_coverage(coverage, (feats.offset, feats.offset + feats.duration), staging)
         fill = dict(actor=chosen, emotions=", ".join(examples.index), n_mfcc_shown=N_MFCC - 1, fmin=PITCH_RANGE[0],
-                    fmax=PITCH_RANGE[1], per=PITCH_CLIPS, n=summary["pitch_clips"])  # fmt: skip
+                    fmax=PITCH_RANGE[1], per=PITCH_CLIPS, n=summary["pitch_clips"],
+                    top_db=SPEECH_TOP_DB)  # fmt: skip
         captions = {name: text.format(**fill) for name, text in CAPTIONS.items()}
         (staging / "index.html").write_text(render_page(summary, list(figures), captions, str(manifest_path)))
     log.info("EDA report: %d figures for %d clips -> %s", len(figures), len(clips), out_dir / "index.html")

@@ -17,7 +17,7 @@ from ser.ingest import build_manifest
 from ser.labels import EMOTIONS
 
 FIGURES = {"counts_emotion", "counts_intensity", "counts_actor", "waveforms", "mfcc", "logmel",
-           "duration", "loudness", "pitch"}  # fmt: skip
+           "duration", "loudness", "pitch", "speech"}  # fmt: skip
 PARAMS = Params.model_validate({"features": {"workers": 2}})
 
 
@@ -75,6 +75,11 @@ def test_page_numbers_match_the_manifest(report, manifest_csv):
     assert summary["clips"] == len(manifest) == 240 and summary["emotion_names"] == list(EMOTIONS)
     assert 0 < summary["pitch_clips"] <= 3 * 8 * 2
     assert "up to 3 random clips per emotion and gender" in page
+    speech = summary["speech"]
+    assert speech["clips"] == speech["clips_with_speech"] == 240 and speech["window_s"] == [0.5, 4.0]
+    assert (f"<th>Speech in the model window</th><td>window 0.50-4.00 s; speech runs "
+            f"{speech['median_speech_start_s']:.2f}-{speech['median_speech_end_s']:.2f} s in the median clip; "
+            f"the window keeps {100 * speech['mean_kept']:.1f} % of the speech frames") in page
 
 
 def test_actor_choice_and_example_clips(manifest_csv):

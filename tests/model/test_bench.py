@@ -49,6 +49,7 @@ def test_folds_seeds_article_and_cost(tiny_corpus, tmp_path):
     assert cost["training"]["seconds_per_epoch_median"] > 0
     md = (out / "results.md").read_text()
     assert "(a) speaker-independent" in md and "(b) the article's protocol" in md and "(c) cost" in md
+    assert res["host"]["cpu_model"] and f"CPUs ({res['host']['cpu_model']})" in md  # timings name their CPU
     # A second run reuses the cached features (same corpus and feature/augment params).
     assert len(list((tmp_path / "cache").glob("features-*.npz"))) == 1
 
