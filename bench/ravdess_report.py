@@ -48,7 +48,8 @@ def cost_table(c: dict) -> list[str]:
     """Feature throughput, training time, size, inference latency, memory."""
     fe, tr, inf, mem = c["features"], c["training"], c["inference_ms_per_clip"], c["peak_memory_mb"]
     again = c.get("remeasured")
-    note = [f"Features, inference and memory re-measured at commit {again['host']['commit']} "
+    where = f" on {again['host']['cpu_model']}" if again and "cpu_model" in again["host"] else ""
+    note = [f"Features, inference and memory re-measured at commit {again['host']['commit']}{where} "
             f"(`{again['command']}`); training figures from the run above.\n"] if again else []  # fmt: skip
     return ["## (c) cost\n", *note, row("what", "value"), row("---", "---"),
             row("log-mel features, `ser.features.logmel` (batches)",

@@ -52,6 +52,14 @@ def test_folds_seeds_article_and_cost(tiny_corpus, tmp_path):
     assert res["host"]["cpu_model"] and f"CPUs ({res['host']['cpu_model']})" in md  # timings name their CPU
     # A second run reuses the cached features (same corpus and feature/augment params).
     assert len(list((tmp_path / "cache").glob("features-*.npz"))) == 1
+    # --protocols cost re-measures an earlier run's cost on this machine, without training.
+    again_argv = ["--corpus", str(tiny_corpus), "--params", str(params), "--protocols", "cost",
+                  "--out", str(out), "--cache", str(tmp_path / "cache")]  # fmt: skip
+    assert ravdess_bench.main(again_argv) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert again["speaker"] == res["speaker"] and again["cost"]["training"] == cost["training"]
+    host = again["cost"]["remeasured"]["host"]
+    assert f"re-measured at commit {host['commit']} on {host['cpu_model']}" in (out / "results.md").read_text()
 
 
 def test_speaker_folds_never_train_on_test_actors(tiny_corpus, tmp_path):
