@@ -40,8 +40,8 @@ lint: setup
 
 # Re-pin every dependency after editing pyproject.toml.
 lock:
-	$(VENV)/bin/uv pip compile -q pyproject.toml --extra cpu --extra dev -o requirements/lock-cpu.txt
-	$(VENV)/bin/uv pip compile -q pyproject.toml --extra gpu --extra dev -o requirements/lock-gpu.txt
+	$(VENV)/bin/uv pip compile -q pyproject.toml --extra cpu --extra whisper --extra dev -o requirements/lock-cpu.txt
+	$(VENV)/bin/uv pip compile -q pyproject.toml --extra gpu --extra whisper --extra dev -o requirements/lock-gpu.txt
 
 clean:
 	rm -rf $(VENV)

@@ -126,7 +126,7 @@ def measure_cost(params, runs: list[dict], model_dir: Path, corpus_dir: Path, cl
     from features_bench import feature_throughput
 
     from ser.audio import fixed_window, load_audio
-    from ser.features import logmel
+    from ser.features import extract
     from ser.serving_model import Predictor
 
     f = params.features
@@ -152,7 +152,7 @@ def measure_cost(params, runs: list[dict], model_dir: Path, corpus_dir: Path, cl
     for _ in range(5):
         t0 = time.perf_counter()
         for i in range(0, len(windows), 32):
-            predictor.infer(logmel(windows[i : i + 32], f))
+            predictor.infer(extract(windows[i : i + 32], f))
         batched.append((time.perf_counter() - t0) / len(windows))
     cost["inference_ms_per_clip"] = {"single": 1e3 * float(np.median(single)),
                                      "batched_32": 1e3 * float(np.median(batched))}  # fmt: skip

@@ -27,7 +27,7 @@ import pandas as pd
 from ser.config import Params, override
 from ser.evaluate import score
 from ser.features import norm_stats
-from ser.featurize import logmel_batches, window_clips
+from ser.featurize import feature_batches, window_clips
 from ser.ingest import build_manifest
 from ser.io import atomic_path
 from ser.labels import EMOTIONS
@@ -69,7 +69,7 @@ def prepare(corpus_dir: Path, params: Params, cache_dir: Path | None = None) -> 
         copies = np.full(len(clips), params.augment.copies)
         index, waves = window_clips(clips, corpus_dir, copies, params.features, params.augment)
         index = index[["clip_id", "actor", "emotion", "copy"]]
-        feats = logmel_batches(waves, params.features)
+        feats = feature_batches(waves, params.features)
         if cached:
             cached.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(cached) as tmp, tmp.open("wb") as f:

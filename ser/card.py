@@ -98,10 +98,14 @@ def details_section(params: dict, preprocess: dict) -> str:
         ("Architecture", f"CNN-LSTM (Keras): Conv1D blocks over time with filters {m.get('filters')}, kernel "
                          f"{m.get('kernel_size')}, max-pool {m.get('pool_size')}; LSTMs {m.get('lstm_units')}; "
                          f"dense {m.get('dense_units')}; dropout {m.get('dropout')}; softmax"),
-        ("Input", f"log-mel spectrogram of a {f.get('duration')} s window starting {f.get('offset')} s into the "
-                  f"clip, mono {f.get('sample_rate')} Hz, {f.get('n_mels')} mel bands, n_fft {f.get('n_fft')}, "
-                  f"hop {f.get('hop_length')}, dB with top_db {f.get('top_db')}; shape {preprocess.get('shape')}, "
-                  "normalised with training-split statistics; longer audio is scored per window"),
+        ("Input", (f"log-mel spectrogram of a {f.get('duration')} s window starting {f.get('offset')} s into the "
+                   f"clip, mono {f.get('sample_rate')} Hz, {f.get('n_mels')} mel bands, n_fft {f.get('n_fft')}, "
+                   f"hop {f.get('hop_length')}, dB with top_db {f.get('top_db')}"
+                   if f.get("kind", "logmel") == "logmel" else
+                   f"frozen Whisper-base encoder states (OpenAI Whisper base, MIT; 512 wide, one per 20 ms) of a "
+                   f"{f.get('duration')} s window starting {f.get('offset')} s into the clip, mono 16000 Hz")
+                  + f"; shape {preprocess.get('shape')}, normalised with training-split statistics; longer audio "
+                  "is scored per window"),
         ("Classes", ", ".join(preprocess.get("classes") or [])),
         ("Parameters", f"{training['params']:,}" if "params" in training else "n/a"),
         ("Training", f"{training.get('epochs_run', 'n/a')} epochs ({kept_weights(train, training)}) on "

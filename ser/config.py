@@ -71,10 +71,15 @@ class FeatureParams(_Strict):
     fmax: float | None = None
     top_db: float = Field(80.0, gt=0)
     workers: int = Field(2, ge=1)
+    # logmel: the log-mel above (frames, n_mels); whisper_base: frozen Whisper-base encoder states of the
+    # window (frames / 2 of Whisper's own 10 ms log-mel, 512 wide; ser/whisper.py), n_fft..top_db unused
+    kind: Literal["logmel", "whisper_base"] = "logmel"
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureParams:
         nyquist = self.sample_rate / 2
+        if self.kind == "whisper_base" and self.sample_rate != 16000:
+            raise ValueError(f"kind whisper_base needs sample_rate 16000 (Whisper's rate), got {self.sample_rate}")
         if self.fmax is not None and not self.fmin < self.fmax <= nyquist:
             raise ValueError(f"need fmin < fmax <= sample_rate/2 = {nyquist:g}")
         if self.hop_length > self.n_fft:

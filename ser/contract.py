@@ -207,17 +207,24 @@ def check_balance(clips: pd.DataFrame, classes: list[str], c: ValidateParams) ->
     return run_suite("class balance", table, [check], "label", "table")
 
 
-def window_checks(c: ValidateParams, top_db: float, n_classes: int) -> list:
-    """Per-window rules on the feature arrays (one row per window: shape, dtype, value summary)."""
+def window_checks(c: ValidateParams, top_db: float, n_classes: int, kind: str = "logmel") -> list:
+    """Per-window rules on the feature arrays (one row per window: shape, dtype, value summary).
+
+    The dB rules hold for log-mels only; encoder states (`features.kind: whisper_base`) must instead vary
+    within every window (a constant window means the encoder saw nothing).
+    """
     E = _expectations()
     between = E.ExpectColumnValuesToBeBetween
+    values = [
+        ("db_min", between(column="min_db", min_value=c.feature_db_range[0])),
+        ("db_max", between(column="max_db", max_value=c.feature_db_range[1])),
+        ("db_span", between(column="span_db", max_value=top_db + 1e-3)),
+    ] if kind == "logmel" else [("state_span", between(column="span_db", min_value=1e-6))]  # fmt: skip
     return [
         ("shape", E.ExpectColumnValuesToBeInSet(column="shape_ok", value_set=[True])),
         ("dtype", E.ExpectColumnValuesToBeInSet(column="dtype", value_set=["float32"])),
         ("finite", between(column="nonfinite", min_value=0, max_value=0)),
-        ("db_min", between(column="min_db", min_value=c.feature_db_range[0])),
-        ("db_max", between(column="max_db", max_value=c.feature_db_range[1])),
-        ("db_span", between(column="span_db", max_value=top_db + 1e-3)),
+        *values,
         ("label_range", between(column="y", min_value=0, max_value=n_classes - 1)),
     ]
 

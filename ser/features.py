@@ -346,6 +346,19 @@ def logmel(waves: np.ndarray, params: FeatureParams, threads: int | None = None)
     return out
 
 
+def extract(waves: np.ndarray, params: FeatureParams) -> np.ndarray:
+    """The model's input for a batch of equal-length windows: what training, evaluation and serving call.
+
+    `features.kind` logmel: `logmel`, (clips, frames, n_mels); whisper_base: frozen Whisper-base
+    encoder states, (clips, frames / 2 of 10 ms, 512) (`ser.whisper`).
+    """
+    if params.kind == "whisper_base":
+        from ser.whisper import encoder_states
+
+        return encoder_states(waves, params)
+    return logmel(waves, params)
+
+
 def norm_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-mel-bin mean and variance over every clip and frame of a (clips, frames, mels) array."""
     flat = features.reshape(-1, features.shape[-1]).astype(np.float64)

@@ -3,7 +3,8 @@
 Reads the manifest, assigns speaker-independent splits, decodes each clip once,
 cuts the fixed window and (training split only) adds `augment.copies`
 augmented versions. All windows then go through the one feature function,
-`ser.features.logmel`. Normalisation statistics come from the training split
+`ser.features.extract` (a log-mel, or Whisper-base encoder states with
+`features.kind: whisper_base`). Normalisation statistics come from the training split
 alone and travel with the features (and later with the model).
 
     ser featurize --params params.yaml --manifest data/manifest.csv \
@@ -26,7 +27,7 @@ from tqdm import tqdm
 from ser.audio import fixed_window, load_audio
 from ser.augment import augment_wave
 from ser.config import AugmentParams, FeatureParams, Params
-from ser.features import logmel, norm_stats
+from ser.features import extract, norm_stats
 from ser.io import atomic_path, write_json
 from ser.splits import assign_splits
 
@@ -111,9 +112,9 @@ def window_clips(clips: pd.DataFrame, audio_dir: Path, copies: np.ndarray, featu
     return pd.DataFrame(rows), waves
 
 
-def logmel_batches(waves: list[np.ndarray], features: FeatureParams, batch: int = 256) -> np.ndarray:
-    """`logmel` over a list of equal-length windows, in batches that bound the FFT's working memory."""
-    return np.concatenate([logmel(np.stack(waves[i : i + batch]), features) for i in range(0, len(waves), batch)])
+def feature_batches(waves: list[np.ndarray], features: FeatureParams, batch: int = 256) -> np.ndarray:
+    """`features.extract` over a list of equal-length windows, in batches that bound the working memory."""
+    return np.concatenate([extract(np.stack(waves[i : i + batch]), features) for i in range(0, len(waves), batch)])
 
 
 def featurize(params: Params, manifest_path: Path, audio_dir: Path, out_dir: Path,
@@ -129,7 +130,7 @@ def featurize(params: Params, manifest_path: Path, audio_dir: Path, out_dir: Pat
     index, waves = window_clips(clips, audio_dir, copies, params.features, params.augment,
                                 mapper=mapper)  # fmt: skip
     index = index[["clip_id", "split", "copy", "augmentation", "emotion", "actor"]]
-    feats = logmel_batches(waves, params.features)
+    feats = feature_batches(waves, params.features)
     labels = index["emotion"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
     train = (index["split"] == "train").to_numpy()
     mean, var = norm_stats(feats[train])

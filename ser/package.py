@@ -146,6 +146,13 @@ def package(params: Params, model_dir: Path, metrics_path: Path, out_path: Path,
     with bentoml.models.create(name=name, metadata=metadata, labels=labels) as model:
         for file in MODEL_FILES:
             shutil.copy2(model_dir / file, model.path_of(file))
+        if preprocess["features"].get("kind", "logmel") == "whisper_base":  # the frozen encoder travels along
+            from ser import whisper
+
+            encoder = Path(model.path_of(whisper.ENCODER_DIR))
+            encoder.mkdir()
+            for file in whisper.FILES:
+                shutil.copy2(whisper.model_dir() / file, encoder / file)
         write_model_card(Path(model.path_of("model_card.md")), *card, model.tag.version, commit)
     if card_path is not None:
         write_model_card(card_path, *card, model.tag.version, commit)

@@ -6,7 +6,7 @@ signature, and warms it up, so a request costs one graph call instead of
 `model.predict`'s per-call setup. The graph is XLA-compiled
 (`jit_compile`, ~3x faster per call on CPU); XLA compiles per batch size, so
 batches are zero-padded up to a power of two (1, 2, 4 ... `max_batch`) and
-every bucket is compiled once at start-up (about 1 s each). Features come from `ser.features.logmel`,
+every bucket is compiled once at start-up (about 1 s each). Features come from `ser.features.extract`,
 the training code, on windows cut by `ser.audio` exactly as in training: a clip
 up to `offset + duration` long gets the training window; longer clips get a
 window every `window_hop_s` and an aggregate (mean of the window probabilities).
@@ -25,7 +25,7 @@ import numpy as np
 
 from ser.audio import fixed_window, sliding_windows
 from ser.config import FeatureParams
-from ser.features import logmel, warm_up
+from ser.features import extract, warm_up
 from ser.io import read_json
 
 
@@ -78,6 +78,11 @@ class Predictor:
         for n in self.buckets:  # compile every bucket now so no request pays for it
             self.infer(np.zeros((n, *self.shape), np.float32))
         warm_up()  # load logmel's compiled kernels now too (~1 s), not in the first request
+        if self.params.kind == "whisper_base":  # and the frozen encoder's weights (a packaged model's own copy)
+            from ser.whisper import use_packaged
+
+            use_packaged(Path(model_dir))
+            extract(np.zeros((1, self.window_samples), np.float32), self.params)
 
     def _call(self, x):
         return self.model(x, training=False)
@@ -97,9 +102,9 @@ class Predictor:
         return batch, [i * step / p.sample_rate for i in range(len(batch))]
 
     def featurize(self, wave: np.ndarray) -> tuple[np.ndarray, list[float]]:
-        """Log-mel features (n, frames, mels) of every window, and the window starts."""
+        """Model input (n, frames, channels) of every window (`features.extract`), and the window starts."""
         batch, starts = self.windows(wave)
-        return logmel(batch, self.params), starts
+        return extract(batch, self.params), starts
 
     def infer_many(self, batches: list[np.ndarray]) -> list[np.ndarray]:
         """`infer` over several clips' features at once (one graph call); one probability array per clip."""

@@ -143,8 +143,8 @@ def validate_features(params: Params, features_dir: Path, result_path: Path, rep
     bins["label"] = [f"mel bin {i}" for i in range(len(bins))]
     index = pd.read_csv(features_dir / "index.csv")
     c = params.contract
-    results = run_suite("feature windows", windows, contract.window_checks(c, params.features.top_db, len(classes)),
-                        "label", "window")  # fmt: skip
+    checks = contract.window_checks(c, params.features.top_db, len(classes), params.features.kind)
+    results = run_suite("feature windows", windows, checks, "label", "window")
     results += run_suite("normalisation stats", bins, contract.stats_checks(c, shape[-1]), "label", "table")
     results += contract.check_splits(index, classes, suite="feature splits",
                                      speaker_independent=params.split.method == "speaker")  # fmt: skip

