@@ -1,7 +1,7 @@
 """The RAVDESS benchmark: speaker-independent 6-fold, the article's random 80/20, and cost.
 
 Runs the pipeline's own code (`ser.benchmark`: manifest, windows, augmentation,
-`logmel`, `train.fit`, `evaluate.score`; the serving `Predictor` for inference
+`features.extract`, `train.fit`, `evaluate.score`; the serving `Predictor` for inference
 times) on ../shared/data/ravdess-speech-16k with the model and training params
 of params.yaml (override any with --set, as `dvc exp run -S` does), and writes
 `results.json` and `results.md` (mean ± std over folds and seeds, anchors beside), and

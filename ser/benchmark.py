@@ -3,7 +3,7 @@
 Everything runs through the pipeline's own code: `ingest.build_manifest` measures
 the corpus in place, `featurize.window_clips` cuts and augments the windows
 (augmentation is seeded per clip, so a clip's windows are the same whatever
-split it falls in, and are computed once for all folds), `features.logmel`,
+split it falls in, and are computed once for all folds), `features.extract`,
 `train.fit`, `evaluate.score`. Per run, hyperparameters and the early-stopping
 epoch are chosen on validation actors taken from the training actors; the test
 fold is scored once, at the end. `bench/ravdess_bench.py` is the command line.

@@ -4,7 +4,7 @@ The labels are a TSV of `relative path <TAB> emotion`, one clip per line (an
 optional `path<TAB>emotion` header; blank lines and `#` comments skipped),
 emotions in the RAVDESS vocabulary (neutral, calm, happy, sad, angry, fearful,
 disgust, surprised). Each clip goes through the serving path (`Predictor`: the
-training window, or windows every `hop_s` for longer clips, `logmel`, the
+training window, or windows every `hop_s` for longer clips, `features.extract`, the
 model); clips labelled with a class the model does not know are left out and
 counted, and classes absent from the corpus are left out of UAR and macro-F1.
 Output: the same metrics JSON, predictions CSV and confusion PNG as `evaluate`.
