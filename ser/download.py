@@ -27,6 +27,8 @@ import requests
 import urllib3
 from tqdm import tqdm
 
+from ser.io import file_digest
+
 ZENODO_RECORD_URL = "https://zenodo.org/api/records/1188976"
 RAVDESS_SPEECH_ZIP = "Audio_Speech_Actors_01-24.zip"
 RECORD_URL_ENV = "SER_ZENODO_RECORD_URL"
@@ -100,22 +102,13 @@ def resolve_file(record_url: str, filename: str, timeout: float = 30.0) -> Remot
     return RemoteFile(filename, urljoin(record_url, url), size, algo, digest.lower())
 
 
-def _checksum(path: Path, algo: str) -> str:
-    """Hex digest of a file, read in chunks."""
-    hasher = hashlib.new(algo)
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            hasher.update(block)
-    return hasher.hexdigest()
-
-
 def _verify(path: Path, remote: RemoteFile) -> None:
     """Check size and checksum; delete `path` and raise DownloadError when they disagree."""
     actual_size = path.stat().st_size
     if remote.size is not None and actual_size != remote.size:
         path.unlink()
         raise DownloadError(f"{path.name}: size {actual_size} != expected {remote.size}; removed")
-    actual = _checksum(path, remote.algo)
+    actual = file_digest(path, remote.algo)
     if actual != remote.digest:
         path.unlink()
         raise DownloadError(

@@ -9,6 +9,7 @@ a half-written output in place of a good one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -57,3 +58,12 @@ def write_json(path: str | Path, data: Any) -> None:
 def read_json(path: str | Path) -> Any:
     """Read a JSON file."""
     return json.loads(Path(path).read_text())
+
+
+def file_digest(path: Path, algo: str = "sha256") -> str:
+    """Hex digest of a file, read in 1 MB chunks (a large file never sits in memory whole)."""
+    hasher = hashlib.new(algo)
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            hasher.update(block)
+    return hasher.hexdigest()

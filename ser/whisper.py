@@ -25,7 +25,6 @@ is loaded.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import threading
@@ -36,7 +35,7 @@ import numpy as np
 
 from ser.config import FeatureParams
 from ser.features import logmel
-from ser.io import atomic_path
+from ser.io import atomic_path, file_digest
 
 MODEL_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"  # model.bin, HF LFS oid
 MODEL_BYTES = 145_217_532
@@ -52,14 +51,6 @@ FILES = ("model.bin", "config.json", "vocabulary.txt")  # what CTranslate2 loads
 
 class WhisperWeightsError(RuntimeError):
     """The Whisper-base weights are missing or are not the published ones."""
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _package_dir(name: str) -> Path | None:
@@ -110,7 +101,7 @@ def model_dir() -> Path:
 
 
 def _check(path: Path) -> None:
-    size, digest = path.stat().st_size, sha256(path)
+    size, digest = path.stat().st_size, file_digest(path)
     if size != MODEL_BYTES or digest != MODEL_SHA256:
         raise WhisperWeightsError(f"{path}: {size} bytes, sha256 {digest}; expected Systran/faster-whisper-base's "
                                   f"model.bin ({MODEL_BYTES} bytes, sha256 {MODEL_SHA256})")  # fmt: skip

@@ -16,6 +16,7 @@ from ser.config import FeatureParams, ParamsError, parse_params
 from ser.features import extract
 from ser.featurize import featurize
 from ser.ingest import build_manifest
+from ser.io import file_digest
 from tests.conftest import tiny_params
 
 
@@ -53,7 +54,7 @@ def test_weights_are_joined_once_and_checked(tmp_path, monkeypatch):
     monkeypatch.delenv("SER_WHISPER_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     folder = whisper.model_dir()
-    assert folder.parent == tmp_path / "ser" and whisper.sha256(folder / "model.bin") == whisper.MODEL_SHA256
+    assert folder.parent == tmp_path / "ser" and file_digest(folder / "model.bin") == whisper.MODEL_SHA256
     assert sorted(p.name for p in folder.iterdir()) == sorted(whisper.FILES)
     stamp = (folder / "model.bin").stat().st_mtime_ns
     assert whisper.model_dir() == folder and (folder / "model.bin").stat().st_mtime_ns == stamp  # not joined again
@@ -154,7 +155,7 @@ def test_a_packaged_whisper_model_carries_its_encoder(whisper_project, monkeypat
                       gate_path=out / "gate.json", card_path=out / "card.md", name="ser_whisper_test")  # fmt: skip
     stored = bentoml.models.get(summary["tag"])
     encoder = stored.path_of(whisper.ENCODER_DIR)
-    assert whisper.sha256(Path(encoder) / "model.bin") == whisper.MODEL_SHA256
+    assert file_digest(Path(encoder) / "model.bin") == whisper.MODEL_SHA256
     assert "Whisper-base encoder states" in (Path(stored.path) / "model_card.md").read_text()
     # Serving needs neither the wheels nor a cache: the model's own copy is loaded.
     monkeypatch.setenv("SER_WHISPER_DIR", "")
