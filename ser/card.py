@@ -102,7 +102,8 @@ def details_section(params: dict, preprocess: dict) -> str:
                    f"clip, mono {f.get('sample_rate')} Hz, {f.get('n_mels')} mel bands, n_fft {f.get('n_fft')}, "
                    f"hop {f.get('hop_length')}, dB with top_db {f.get('top_db')}"
                    if f.get("kind", "logmel") == "logmel" else
-                   f"frozen Whisper-base encoder states (OpenAI Whisper base, MIT; 512 wide, one per 20 ms) of a "
+                   f"frozen Whisper-base encoder states (OpenAI Whisper base, MIT; layers "
+                   f"{f.get('whisper_layers')} side by side, 512 wide each, one per 20 ms) of a "
                    f"{f.get('duration')} s window starting {f.get('offset')} s into the clip, mono 16000 Hz")
                   + f"; shape {preprocess.get('shape')}, normalised with training-split statistics; longer audio "
                   "is scored per window"),

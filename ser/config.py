@@ -72,14 +72,20 @@ class FeatureParams(_Strict):
     top_db: float = Field(80.0, gt=0)
     workers: int = Field(2, ge=1)
     # logmel: the log-mel above (frames, n_mels); whisper_base: frozen Whisper-base encoder states of the
-    # window (frames / 2 of Whisper's own 10 ms log-mel, 512 wide; ser/whisper.py), n_fft..top_db unused
+    # window (frames / 2 of Whisper's own 10 ms log-mel, 512 wide per layer; ser/whisper.py), n_fft..top_db unused
     kind: Literal["logmel", "whisper_base"] = "logmel"
+    # whisper_base: which encoder layers, side by side (0 = the convolutions, 6 = the last block);
+    # 3 and 4 scored best on validation actors (README, experiment-log run R)
+    whisper_layers: list[int] = Field(default_factory=lambda: [3, 4], min_length=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureParams:
         nyquist = self.sample_rate / 2
         if self.kind == "whisper_base" and self.sample_rate != 16000:
             raise ValueError(f"kind whisper_base needs sample_rate 16000 (Whisper's rate), got {self.sample_rate}")
+        layers = self.whisper_layers
+        if sorted(set(layers)) != layers or not 0 <= layers[0] <= layers[-1] <= 6:
+            raise ValueError(f"whisper_layers: distinct layers 0-6 in increasing order, got {self.whisper_layers}")
         if self.fmax is not None and not self.fmin < self.fmax <= nyquist:
             raise ValueError(f"need fmin < fmax <= sample_rate/2 = {nyquist:g}")
         if self.hop_length > self.n_fft:

@@ -350,7 +350,7 @@ def extract(waves: np.ndarray, params: FeatureParams) -> np.ndarray:
     """The model's input for a batch of equal-length windows: what training, evaluation and serving call.
 
     `features.kind` logmel: `logmel`, (clips, frames, n_mels); whisper_base: frozen Whisper-base
-    encoder states, (clips, frames / 2 of 10 ms, 512) (`ser.whisper`).
+    encoder states, (clips, frames / 2 of 10 ms, 512 x layers) (`ser.whisper`).
     """
     if params.kind == "whisper_base":
         from ser.whisper import encoder_states

