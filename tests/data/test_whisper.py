@@ -4,6 +4,7 @@ and the stages (featurize, validate, train, serving) run on them end to end."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import librosa
@@ -62,14 +63,11 @@ def test_weights_are_joined_once_and_checked(tmp_path, monkeypatch):
 
 def test_a_folder_with_other_weights_is_refused(tmp_path, monkeypatch):
     (tmp_path / "model.bin").write_bytes(b"not whisper")
-    (tmp_path / "config.json").write_text("{}")
-    (tmp_path / "vocabulary.txt").write_text("")
     monkeypatch.setenv("SER_WHISPER_DIR", str(tmp_path))
     with pytest.raises(whisper.WhisperWeightsError, match=rf"{tmp_path}/model.bin: 11 bytes.*{whisper.MODEL_SHA256}"):
         whisper.model_dir()
     (tmp_path / "model.bin").unlink()
-    with pytest.raises(whisper.WhisperWeightsError, match="expected model.bin, config.json, vocabulary.txt there, "
-                                                          "missing model.bin"):
+    with pytest.raises(whisper.WhisperWeightsError, match="expected model.bin there, missing model.bin"):
         whisper.model_dir()
 
 
@@ -80,18 +78,54 @@ def test_missing_weights_say_how_to_install_them(monkeypatch):
         whisper.model_dir()
 
 
-def test_whisper_base_needs_16_khz_and_at_most_30_s():
+def test_whisper_base_needs_16_khz_at_most_30_s_and_layers_0_to_6():
     with pytest.raises(ParamsError, match="features.*sample_rate 16000"):
         parse_params({"features": {"kind": "whisper_base", "sample_rate": 22050}})
+    for layers in ([4, 3], [3, 3], [7], [-1, 2]):
+        expected = "distinct layers 0-6 in increasing order, got " + re.escape(str(layers))
+        with pytest.raises(ParamsError, match=expected):
+            parse_params({"features": {"kind": "whisper_base", "whisper_layers": layers}})
+    with pytest.raises(ParamsError, match="whisper_layers"):
+        parse_params({"features": {"whisper_layers": []}})
     with pytest.raises(ValueError, match="at most 30 s"):
         extract(np.zeros((1, 31 * 16000), np.float32), FeatureParams(kind="whisper_base"))
+
+
+def test_the_last_layer_is_what_ctranslate2_computes():
+    """CTranslate2 4.8.5 (an independent C++ implementation of the same weights) gave these numbers."""
+    with np.load(Path(__file__).parent / "fixtures" / "whisper_ctranslate2_reference.npz") as ref:
+        assert "CTranslate2 4.8.5" in str(ref["note"]) and whisper.MODEL_SHA256 in str(ref["note"])
+        states = extract(_speechlike(3.5, 0)[None], FeatureParams(kind="whisper_base", whisper_layers=[6]))[0]
+        assert states.shape == (175, 512)
+        np.testing.assert_allclose(states[ref["frames"]], ref["states"], atol=1e-3)
+        np.testing.assert_allclose(states.mean(0), ref["mean"], atol=1e-4)
+
+
+def test_chosen_layers_sit_side_by_side():
+    wave = _speechlike(2.0, 3)[None]
+    layers = {n: extract(wave, FeatureParams(kind="whisper_base", duration=2.0, whisper_layers=[n]))[0]
+              for n in (0, 3, 4)}  # fmt: skip
+    both = extract(wave, FeatureParams(kind="whisper_base", duration=2.0, whisper_layers=[3, 4]))[0]
+    assert both.shape == (100, 1024)
+    np.testing.assert_allclose(both[:, :512], layers[3], atol=1e-5)
+    np.testing.assert_allclose(both[:, 512:], layers[4], atol=1e-5)
+    # Each block changes the states: deeper layers are not copies of the convolutions' output.
+    assert np.abs(layers[4] - layers[3]).mean() > 0.05 and np.abs(layers[3] - layers[0]).mean() > 0.05
+
+
+def test_a_file_that_is_not_a_ctranslate2_model_is_refused(tmp_path):
+    from ser.whisper_encoder import read_variables
+
+    (tmp_path / "model.bin").write_bytes((5).to_bytes(4, "little") + b"rest")
+    with pytest.raises(ValueError, match=rf"{tmp_path}/model.bin: CTranslate2 model binary version 5, expected 6"):
+        read_variables(tmp_path / "model.bin")
 
 
 def test_encoder_states_are_finite_frozen_and_independent_of_the_batch():
     p = FeatureParams(kind="whisper_base", workers=1)
     waves = np.stack([_speechlike(3.5, s) for s in range(3)])
     states = extract(waves, p)
-    assert states.shape == (3, whisper.output_frames(56000), 512) == (3, 175, 512)
+    assert states.shape == (3, whisper.output_frames(56000), 1024) == (3, 175, 1024)
     assert states.dtype == np.float32 and np.isfinite(states).all()
     # A window's states do not depend on its batch or position (serving scores one window at a time).
     np.testing.assert_array_equal(extract(waves[1:2], p)[0], states[1])
@@ -120,7 +154,7 @@ def test_featurize_and_validate_whisper_states(whisper_project):
 
     params, out, _ = whisper_project
     with np.load(out / "features" / "test.npz") as d:
-        assert d["x"].shape[1:] == (whisper.output_frames(24000), 512) and d["x"].dtype == np.float32
+        assert d["x"].shape[1:] == (whisper.output_frames(24000), 1024) and d["x"].dtype == np.float32
     index = pd.read_csv(out / "features" / "index.csv")
     assert (index.groupby("clip_id").size()[index.query("split == 'train'")["clip_id"].unique()] == 2).all()
     result = validate_features(params, out / "features", out / "validate.json", out / "validate.html")
@@ -135,7 +169,7 @@ def test_a_model_on_whisper_states_trains_and_serves(whisper_project, tiny_corpu
     params, out, summary = whisper_project
     assert summary["epochs_run"] == 1 and summary["params"] > 0
     predictor = Predictor(out / "models", max_batch=4, xla=False)
-    assert predictor.shape == (75, 512) and predictor.params.kind == "whisper_base"
+    assert predictor.shape == (75, 1024) and predictor.params.kind == "whisper_base"
     wave = load_audio(next(tiny_corpus.rglob("*.wav")), 16000)
     feats, starts = predictor.featurize(wave)
     result = predictor.summarise(predictor.infer(feats), starts)
