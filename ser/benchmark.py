@@ -116,6 +116,23 @@ def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[st
     }  # fmt: skip
 
 
+def fold_actors(actors: list[int], params: Params, folds: int = 6,
+                select_actors: int = 0) -> Iterator[tuple[int, dict[str, list[int]]]]:  # fmt: skip
+    """Protocol (a)'s actor groups per fold: `test` (every actor once), then `val`, `select`, `train` from the rest.
+
+    Raises:
+        ValueError: when the held-out actors leave a fold no actor to train on.
+    """
+    held = params.split.val_actors + select_actors
+    for f, test_actors in enumerate(actor_folds(actors, folds, seed=params.split.seed)):
+        rest = gender_balanced_order([a for a in actors if a not in test_actors], params.split.seed + f)
+        if len(rest) <= held:
+            raise ValueError(f"fold {f}: {len(rest)} actors outside the test fold cannot give split.val_actors "
+                             f"({params.split.val_actors}) + select actors ({select_actors}) and still train")
+        yield f, {"test": test_actors, "val": sorted(rest[: params.split.val_actors]),
+                  "select": sorted(rest[params.split.val_actors : held]), "train": sorted(rest[held:])}  # fmt: skip
+
+
 def speaker_folds(corpus: Corpus, params: Params, folds: int = 6, seeds: int = 1,
                   only: list[int] | None = None, select_actors: int = 0) -> Iterator[dict]:  # fmt: skip
     """Protocol (a): k folds of whole actors, every actor tested once; validation actors from the rest.
@@ -130,17 +147,11 @@ def speaker_folds(corpus: Corpus, params: Params, folds: int = 6, seeds: int = 1
     """
     classes = params.data.classes
     actors = sorted(int(a) for a in corpus.clips["actor"].unique())
-    held = params.split.val_actors + select_actors
-    for f, test_actors in enumerate(actor_folds(actors, folds, seed=params.split.seed)):
+    for f, groups in fold_actors(actors, params, folds, select_actors):
         if only is not None and f not in only:
             continue
-        rest = gender_balanced_order([a for a in actors if a not in test_actors], params.split.seed + f)
-        if len(rest) <= held:
-            raise ValueError(f"fold {f}: {len(rest)} actors outside the test fold cannot give split.val_actors "
-                             f"({params.split.val_actors}) + select actors ({select_actors}) and still train")
-        val_actors, select = sorted(rest[: params.split.val_actors]), sorted(rest[params.split.val_actors : held])
-        by_actor = {a: "train" for a in rest} | {a: "val" for a in val_actors} | {a: "select" for a in select}
-        by_actor |= {a: "test" for a in test_actors}
+        test_actors, val_actors, select = groups["test"], groups["val"], groups["select"]
+        by_actor = {a: role for role, group in groups.items() for a in group}
         roles = dict(zip(corpus.clips["clip_id"], corpus.clips["actor"].astype(int).map(by_actor), strict=True))
         for s in range(seeds):
             seeded = override(params, {"train.seed": params.train.seed + s})

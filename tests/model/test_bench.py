@@ -176,3 +176,42 @@ def test_parallel_bench_refuses_a_nameless_setting(tmp_path, capsys):
         parallel_bench.main(["--setting", "=train.epochs=3", "--out", str(tmp_path / "out")])
     assert exit_.value.code == 2 and "expected NAME=key=value" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_fold_actors_test_every_actor_once_and_keep_the_groups_apart():
+    from ser.benchmark import fold_actors
+    from ser.config import parse_params
+
+    params = parse_params({})
+    actors = list(range(1, 25))
+    tested = []
+    for _, groups in fold_actors(actors, params, folds=6, select_actors=2):
+        assert sorted(a for group in groups.values() for a in group) == actors  # a partition of the actors
+        assert (len(groups["test"]), len(groups["val"]), len(groups["select"])) == (4, params.split.val_actors, 2)
+        tested += groups["test"]
+    assert sorted(tested) == actors
+
+
+@pytest.mark.slow
+def test_whisper_layer_probe_scores_layers_on_validation_actors(tiny_corpus, tmp_path, capsys):
+    sys.path.insert(0, str(REPO / "bench"))
+    import whisper_probe
+
+    assert whisper_probe.main(["--corpus", str(tmp_path / "absent"), "--out", str(tmp_path / "none")]) == 0
+    assert "skipped: the RAVDESS corpus is not at" in capsys.readouterr().out and not (tmp_path / "none").exists()
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(tiny_params()))
+    out = tmp_path / "probe"
+    argv = ["--corpus", str(tiny_corpus), "--params", str(params), "--folds", "2", "--specs", "6", "3,4",
+            "--out", str(out)]  # fmt: skip
+    assert whisper_probe.main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["clips"] == 240 and list(res["results"]) == ["6", "3,4"]
+    assert res["results"]["3,4"]["layers"] == [3, 4] and len(res["results"]["3,4"]["folds"]) == 2
+    for r in res["results"].values():
+        assert all(row["C"] in whisper_probe.CS for row in r["folds"])
+        assert 0 <= r["val_uar_mean"] <= 1 and 0 <= r["uar_mean"] <= 1
+        # The tiny corpus's classes are audible tones, not noise: above chance (1/8) on held-out actors.
+        assert r["uar_mean"] > 0.2
+    assert "| 3,4 |" in (out / "results.md").read_text()
+    assert whisper_probe.parse_spec("0-6") == list(range(7)) and whisper_probe.parse_spec("2,5") == [2, 5]

@@ -1,0 +1,136 @@
+"""Which Whisper-base encoder layers carry emotion: a linear probe per layer on RAVDESS (experiment-log run R).
+
+Each usable clip's model window (`features.offset`, `features.duration`; no augmentation) goes through the
+frozen encoder once with every layer kept (`ser.features.extract`, `whisper_layers` 0-6). A set of layers is
+reduced to each state dimension's mean and standard deviation over the window, and per fold of protocol (a)
+(the benchmark's folds and validation actors) a logistic regression on standardised inputs, its C chosen on
+the validation actors' UAR, is fitted on the training actors and scores the test actors. Choose layers on the
+validation column; the test columns are for the record.
+
+    .venv/bin/python bench/whisper_probe.py --specs 6 5 4 3 2 1 0 3,4 2,3,4 --out reports/whisper-probe
+
+Writes `results.md` and `results.json` under --out; without the corpus it prints `skipped: ...` and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "data" / "ravdess-speech-16k"
+CS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)  # logistic regression strengths tried on validation actors
+
+
+def pooled_layers(corpus_dir: Path, params) -> tuple[np.ndarray, object]:
+    """(clips, 7 layers, 1024): each layer's per-dimension mean and std over the window; and the clip index."""
+    from ser.benchmark import usable_clips
+    from ser.config import FeatureParams
+    from ser.features import extract
+    from ser.featurize import window_clips
+    from ser.ingest import build_manifest
+
+    clips, _ = usable_clips(build_manifest(corpus_dir, workers=params.features.workers))
+    index, waves = window_clips(clips, corpus_dir, np.zeros(len(clips), int), params.features, params.augment)
+    every = FeatureParams(**{**params.features.model_dump(), "kind": "whisper_base", "whisper_layers": list(range(7))})
+    pooled = np.empty((len(waves), 7, 1024), np.float32)
+    for start in range(0, len(waves), 64):
+        states = extract(np.stack(waves[start : start + 64]), every)
+        states = states.reshape(*states.shape[:2], 7, 512)
+        pooled[start : start + len(states)] = np.concatenate([states.mean(1), states.std(1)], -1)
+    return pooled, index
+
+
+def parse_spec(spec: str) -> list[int]:
+    """`3`, `3,4` or `0-6` -> the layers."""
+    if "-" in spec:
+        first, last = (int(x) for x in spec.split("-"))
+        return list(range(first, last + 1))
+    return [int(x) for x in spec.split(",")]
+
+
+def probe(x: np.ndarray, y: np.ndarray, folds: list[dict]) -> dict:
+    """Per fold: C chosen on validation UAR, then test accuracy and UAR of the training actors' fit."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, recall_score
+    from sklearn.preprocessing import StandardScaler
+
+    rows = []
+    for fold in folds:
+        tr, va, te = fold["train"], fold["val"], fold["test"]
+        scale = StandardScaler().fit(x[tr])
+        fits = [LogisticRegression(C=c, max_iter=3000).fit(scale.transform(x[tr]), y[tr]) for c in CS]
+        val = [recall_score(y[va], m.predict(scale.transform(x[va])), average="macro") for m in fits]
+        best = int(np.argmax(val))
+        pred = fits[best].predict(scale.transform(x[te]))
+        rows.append({"fold": fold["fold"], "C": CS[best], "val_uar": val[best], "accuracy": accuracy_score(y[te], pred),
+                     "uar": recall_score(y[te], pred, average="macro")})  # fmt: skip
+    keys = ("val_uar", "accuracy", "uar")
+    return {"folds": rows, **{f"{k}_mean": float(np.mean([r[k] for r in rows])) for k in keys},
+            **{f"{k}_std": float(np.std([r[k] for r in rows])) for k in keys}}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--corpus", type=Path, default=CORPUS)
+    ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    ap.add_argument("--folds", type=int, default=6)
+    ap.add_argument("--specs", nargs="+", default=["6", "5", "4", "3", "2", "1", "0", "3,4", "2,3,4"])
+    ap.add_argument("--out", type=Path, default=ROOT / "reports" / "whisper-probe")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    if not args.corpus.is_dir():
+        print(f"skipped: the RAVDESS corpus is not at {args.corpus} (pass --corpus DIR; see README 'Benchmark')")
+        return 0
+    sys.path.insert(0, str(ROOT / "bench"))
+    from ravdess_bench import host
+
+    from ser.benchmark import fold_actors
+    from ser.config import load_params
+    from ser.io import atomic_path, write_json
+
+    params = load_params(args.params)
+    start = time.perf_counter()
+    pooled, index = pooled_layers(args.corpus, params)
+    encode_s = time.perf_counter() - start
+    classes = params.data.classes
+    y = index["emotion"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    actor = index["actor"].astype(int).to_numpy()
+    folds = [{"fold": f, **{role: np.isin(actor, group) for role, group in roles.items()}}
+             for f, roles in fold_actors(sorted(set(actor.tolist())), params, args.folds)]  # fmt: skip
+    results = {}
+    for spec in args.specs:
+        layers = parse_spec(spec)
+        results[spec] = {"layers": layers, **probe(pooled[:, layers].reshape(len(pooled), -1), y, folds)}
+        r = results[spec]
+        logging.info("layers %s: validation UAR %.3f, test accuracy %.3f, UAR %.3f", spec, r["val_uar_mean"],
+                     r["accuracy_mean"], r["uar_mean"])  # fmt: skip
+    command = " ".join(["python bench/whisper_probe.py", *(argv if argv is not None else sys.argv[1:])])
+    res = {"command": command, "host": host(), "clips": len(pooled), "encode_seconds": encode_s,
+           "wall_seconds": time.perf_counter() - start, "C_grid": list(CS), "results": results}  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "results.json", res)
+    lines = ["# Whisper-base layers: linear probe on RAVDESS, protocol (a) folds", "",
+             f"Command: `{command}`  ", f"Commit {res['host']['commit']}, {res['host']['cpus']} CPUs "
+             f"({res['host']['cpu_model']}); {len(pooled)} clips encoded in {encode_s:.0f} s, "
+             f"wall time {res['wall_seconds'] / 60:.1f} min.", "",
+             "Mean and std of each state dimension over the window; logistic regression, C chosen on each fold's "
+             "validation actors. Choose on the validation column.", "",
+             "| layers | validation UAR | test accuracy | test UAR |", "| - | - | - | - |"]  # fmt: skip
+    for spec, r in results.items():
+        lines.append(f"| {spec} | {100 * r['val_uar_mean']:.1f} ± {100 * r['val_uar_std']:.1f} | "
+                     f"{100 * r['accuracy_mean']:.1f} ± {100 * r['accuracy_std']:.1f} | "
+                     f"{100 * r['uar_mean']:.1f} ± {100 * r['uar_std']:.1f} |")  # fmt: skip
+    with atomic_path(args.out / "results.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
