@@ -9,7 +9,8 @@ validation column; the test columns are for the record.
 
     .venv/bin/python bench/whisper_probe.py --specs 6 5 4 3 2 1 0 3,4 2,3,4 --out reports/whisper-probe
 
-Writes `results.md` and `results.json` under --out; without the corpus it prints `skipped: ...` and exits 0.
+Writes `results.md`, `results.json` and each set's test probabilities (`probs-3_4.npz`, in the benchmark's
+`probs.npz` layout) under --out; without the corpus it prints `skipped: ...` and exits 0.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def probe(x: np.ndarray, y: np.ndarray, folds: list[dict]) -> dict:
         best = int(np.argmax(val))
         pred = fits[best].predict(scale.transform(x[te]))
         rows.append({"fold": fold["fold"], "C": CS[best], "val_uar": val[best], "accuracy": accuracy_score(y[te], pred),
-                     "uar": recall_score(y[te], pred, average="macro")})  # fmt: skip
+                     "uar": recall_score(y[te], pred, average="macro"), "seed": 0,
+                     "test_probs": fits[best].predict_proba(scale.transform(x[te])), "test_y": y[te]})  # fmt: skip
     keys = ("val_uar", "accuracy", "uar")
     return {"folds": rows, **{f"{k}_mean": float(np.mean([r[k] for r in rows])) for k in keys},
             **{f"{k}_std": float(np.std([r[k] for r in rows])) for k in keys}}  # fmt: skip
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: the RAVDESS corpus is not at {args.corpus} (pass --corpus DIR; see README 'Benchmark')")
         return 0
     sys.path.insert(0, str(ROOT / "bench"))
-    from ravdess_bench import host
+    from ravdess_bench import host, save_probs
 
     from ser.benchmark import fold_actors
     from ser.config import load_params
@@ -108,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         layers = parse_spec(spec)
         results[spec] = {"layers": layers, **probe(pooled[:, layers].reshape(len(pooled), -1), y, folds)}
         r = results[spec]
+        args.out.mkdir(parents=True, exist_ok=True)
+        save_probs(r["folds"], args.out / f"probs-{spec.replace(',', '_')}.npz")  # as the benchmark's probs.npz
+        r["folds"] = [{k: v for k, v in row.items() if not k.startswith("test_")} for row in r["folds"]]
         logging.info("layers %s: validation UAR %.3f, test accuracy %.3f, UAR %.3f", spec, r["val_uar_mean"],
                      r["accuracy_mean"], r["uar_mean"])  # fmt: skip
     command = " ".join(["python bench/whisper_probe.py", *(argv if argv is not None else sys.argv[1:])])

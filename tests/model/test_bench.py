@@ -214,4 +214,7 @@ def test_whisper_layer_probe_scores_layers_on_validation_actors(tiny_corpus, tmp
         # The tiny corpus's classes are audible tones, not noise: above chance (1/8) on held-out actors.
         assert r["uar_mean"] > 0.2
     assert "| 3,4 |" in (out / "results.md").read_text()
+    runs = ravdess_bench.load_probs(out / "probs-3_4.npz")
+    assert sorted(r["fold"] for r in runs) == [0, 1]
+    assert all(r["test_probs"].shape == (len(r["test_y"]), 8) for r in runs)
     assert whisper_probe.parse_spec("0-6") == list(range(7)) and whisper_probe.parse_spec("2,5") == [2, 5]
