@@ -218,3 +218,26 @@ def test_whisper_layer_probe_scores_layers_on_validation_actors(tiny_corpus, tmp
     assert sorted(r["fold"] for r in runs) == [0, 1]
     assert all(r["test_probs"].shape == (len(r["test_y"]), 8) for r in runs)
     assert whisper_probe.parse_spec("0-6") == list(range(7)) and whisper_probe.parse_spec("2,5") == [2, 5]
+
+
+def test_fuse_probs_averages_members_equally_and_refuses_other_clips(tmp_path, capsys):
+    import fuse_probs
+
+    y = np.array([0, 1, 2, 3])
+    sure = np.eye(8)[[0, 1, 2, 3]]  # right on every clip
+    wrong = np.eye(8)[[1, 1, 1, 1]] * 0.9  # wrong on 3 of 4, but less confident
+    ravdess_bench.save_probs([{"fold": 0, "seed": 42, "test_probs": sure, "test_y": y}], tmp_path / "a.npz")
+    twice = [{"fold": 0, "seed": s, "test_probs": wrong, "test_y": y} for s in (42, 43)]
+    ravdess_bench.save_probs(twice, tmp_path / "b.npz")
+    assert fuse_probs.main([str(tmp_path / "a.npz"), str(tmp_path / "b.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "equal-weight mean of 2 members over 1 folds" in out and "accuracy: 100.0 ± 0.0 %" in out
+    classes = [f"c{i}" for i in range(8)]
+    b_alone = fuse_probs.fuse([ravdess_bench.load_probs(tmp_path / "b.npz")], classes)
+    assert b_alone["accuracy"]["mean"] == 0.25
+    ravdess_bench.save_probs([{"fold": 0, "seed": 42, "test_probs": sure, "test_y": y[::-1]}], tmp_path / "c.npz")
+    with pytest.raises(ValueError, match="member 2, fold 0: other test clips"):
+        fuse_probs.fuse([ravdess_bench.load_probs(tmp_path / n) for n in ("a.npz", "c.npz")], classes)
+    with pytest.raises(SystemExit):
+        fuse_probs.main([str(tmp_path / "absent.npz")])
+    assert "no such probabilities file" in capsys.readouterr().err
