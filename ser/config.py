@@ -75,7 +75,7 @@ class FeatureParams(_Strict):
     # window (frames / 2 of Whisper's own 10 ms log-mel, 512 wide per layer; ser/whisper.py), n_fft..top_db unused
     kind: Literal["logmel", "whisper_base"] = "logmel"
     # whisper_base: which encoder layers, side by side (0 = the convolutions, 6 = the last block);
-    # 3 and 4 scored best on validation actors (README, experiment-log run R)
+    # [3, 4]: chosen on validation actors, within memory (README, experiment-log run R)
     whisper_layers: list[int] = Field(default_factory=lambda: [3, 4], min_length=1)
 
     @model_validator(mode="after")
