@@ -50,6 +50,11 @@ def summarise(runs: list[dict], classes: list[str]) -> dict:
     out["per_class_recall"] = {c: spread([r["test"]["per_class"][c]["recall"] for r in runs
                                           if r["test"]["per_class"][c]["support"]]) for c in classes
                                if any(r["test"]["per_class"][c]["support"] for r in runs)}  # fmt: skip
+    if all("parts" in r for r in runs):  # model.stats_head: each averaged model alone
+        out["parts"] = {name: {"val_uar": spread([r["parts"][name]["val"]["uar"] for r in runs]),
+                               **{f"test_{m}": spread([r["parts"][name]["test"][m] for r in runs])
+                                  for m in METRICS}}
+                        for name in runs[0]["parts"]}  # fmt: skip
     ensemble = seed_ensemble(runs, classes)
     if ensemble:  # several seeds per fold: also the score of the mean of their probabilities
         out["seed_ensemble"] = ensemble
@@ -58,6 +63,7 @@ def summarise(runs: list[dict], classes: list[str]) -> dict:
                    | {"train_seconds": round(r["train_seconds"], 1),
                                   **{f"test_{m}": r["test"][m] for m in METRICS}, "val_uar": r["val"]["uar"]}
                    | ({"select_uar": r["select"]["uar"]} if "select" in r else {})
+                   | ({"stats_head_C": r["stats_head"]["C"]} if "stats_head" in r else {})
                    for r in runs]  # fmt: skip
     return out
 

@@ -32,6 +32,11 @@ def protocol_table(title: str, protocol: str, s: dict) -> list[str]:
                          f"{100 * s['select_uar']['min']:.1f}", f"{100 * s['select_uar']['max']:.1f}",
                          s["select_uar"]["n"]))  # fmt: skip
     lines.append("")
+    if "parts" in s:  # model.stats_head: what each averaged model scores alone
+        lines += ["Averaged models alone (`model.stats_head`):\n", row("model", "validation UAR", "test accuracy",
+                  "test UAR", "test macro-F1"), row(*"-----")]  # fmt: skip
+        lines += [row(name, pm(p["val_uar"]), *(pm(p[f"test_{m}"]) for m in METRICS)) for name, p in s["parts"].items()]
+        lines.append("")
     lines += ["Per-class recall (%): " + ", ".join(f"{c} {pm(v)}" for c, v in s["per_class_recall"].items()), ""]
     extra = ["select actors", "select UAR"] if "select_uar" in s else []
     lines += [row("fold", "seed", "test actors", "val actors", *extra, "epochs (best)", "train s", "accuracy", "UAR",

@@ -25,25 +25,26 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "data" / "ravdess-speech-16k"
-CS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)  # logistic regression strengths tried on validation actors
 
 
 def pooled_layers(corpus_dir: Path, params) -> tuple[np.ndarray, object]:
-    """(clips, 7 layers, 1024): each layer's per-dimension mean and std over the window; and the clip index."""
+    """(clips, 7 layers, 2 x 512): each layer's per-dimension mean and std over the window; and the clip index."""
     from ser.benchmark import usable_clips
     from ser.config import FeatureParams
     from ser.features import extract
     from ser.featurize import window_clips
     from ser.ingest import build_manifest
+    from ser.stats_head import clip_stats
+    from ser.whisper import WIDTH
 
     clips, _ = usable_clips(build_manifest(corpus_dir, workers=params.features.workers))
     index, waves = window_clips(clips, corpus_dir, np.zeros(len(clips), int), params.features, params.augment)
     every = FeatureParams(**{**params.features.model_dump(), "kind": "whisper_base", "whisper_layers": list(range(7))})
-    pooled = np.empty((len(waves), 7, 1024), np.float32)
+    pooled = np.empty((len(waves), 7, 2 * WIDTH), np.float32)
     for start in range(0, len(waves), 64):
-        states = extract(np.stack(waves[start : start + 64]), every)
-        states = states.reshape(*states.shape[:2], 7, 512)
-        pooled[start : start + len(states)] = np.concatenate([states.mean(1), states.std(1)], -1)
+        states = extract(np.stack(waves[start : start + 64]), every)  # (clips, frames, 7 * WIDTH)
+        for layer in range(7):
+            pooled[start : start + len(states), layer] = clip_stats(states[..., layer * WIDTH : (layer + 1) * WIDTH])
     return pooled, index
 
 
@@ -56,25 +57,28 @@ def parse_spec(spec: str) -> list[int]:
 
 
 def probe(x: np.ndarray, y: np.ndarray, folds: list[dict]) -> dict:
-    """Per fold: C chosen on validation UAR, then test accuracy and UAR of the training actors' fit."""
-    from sklearn.linear_model import LogisticRegression
+    """Per fold: C chosen on validation UAR, then test accuracy and UAR of the training actors' fit.
+
+    The fit is the pipeline's statistics head (`ser.stats_head.fit_linear`, `model.stats_head`).
+    """
+    from ravdess_bench import spread
     from sklearn.metrics import accuracy_score, recall_score
-    from sklearn.preprocessing import StandardScaler
+
+    from ser.stats_head import fit_linear
 
     rows = []
     for fold in folds:
         tr, va, te = fold["train"], fold["val"], fold["test"]
-        scale = StandardScaler().fit(x[tr])
-        fits = [LogisticRegression(C=c, max_iter=3000).fit(scale.transform(x[tr]), y[tr]) for c in CS]
-        val = [recall_score(y[va], m.predict(scale.transform(x[va])), average="macro") for m in fits]
-        best = int(np.argmax(val))
-        pred = fits[best].predict(scale.transform(x[te]))
-        rows.append({"fold": fold["fold"], "C": CS[best], "val_uar": val[best], "accuracy": accuracy_score(y[te], pred),
-                     "uar": recall_score(y[te], pred, average="macro"), "seed": 0,
-                     "test_probs": fits[best].predict_proba(scale.transform(x[te])), "test_y": y[te]})  # fmt: skip
+        scaler, classifier, report = fit_linear(x[tr], y[tr], x[va], y[va])
+        probs = classifier.predict_proba(scaler.transform(x[te]))
+        pred = classifier.classes_[probs.argmax(1)]
+        rows.append({"fold": fold["fold"], "C": report["C"], "val_uar": report["val_uar"], "seed": 0,
+                     "accuracy": accuracy_score(y[te], pred), "uar": recall_score(y[te], pred, average="macro"),
+                     "test_probs": probs, "test_y": y[te]})  # fmt: skip
     keys = ("val_uar", "accuracy", "uar")
-    return {"folds": rows, **{f"{k}_mean": float(np.mean([r[k] for r in rows])) for k in keys},
-            **{f"{k}_std": float(np.std([r[k] for r in rows])) for k in keys}}  # fmt: skip
+    spreads = {k: spread([r[k] for r in rows]) for k in keys}
+    return {"folds": rows, **{f"{k}_mean": spreads[k]["mean"] for k in keys},
+            **{f"{k}_std": spreads[k]["std"] for k in keys}}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     from ser.benchmark import fold_actors
     from ser.config import load_params
     from ser.io import atomic_path, write_json
+    from ser.stats_head import C_GRID
 
     params = load_params(args.params)
     start = time.perf_counter()
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                      r["accuracy_mean"], r["uar_mean"])  # fmt: skip
     command = " ".join(["python bench/whisper_probe.py", *(argv if argv is not None else sys.argv[1:])])
     res = {"command": command, "host": host(), "clips": len(pooled), "encode_seconds": encode_s,
-           "wall_seconds": time.perf_counter() - start, "C_grid": list(CS), "results": results}  # fmt: skip
+           "wall_seconds": time.perf_counter() - start, "C_grid": list(C_GRID), "results": results}  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "results.json", res)
     lines = ["# Whisper-base layers: linear probe on RAVDESS, protocol (a) folds", "",

@@ -89,6 +89,8 @@ def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[st
         A record: test, validation (and selection) scores, test (and selection) probabilities and labels,
         epochs, seconds, parameters.
     """
+    import keras
+
     from ser.train import fit, history_summary
 
     idx = corpus.index
@@ -102,9 +104,14 @@ def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[st
              "mean": mean.tolist(), "variance": var.tolist()}  # fmt: skip
     x = {r: corpus.feats[m] for r, m in sel.items()}
     y = {r: y_all[m] for r, m in sel.items()}
-    model, history, seconds = fit(params, stats, x["train"], y["train"], x["val"], y["val"])
+    model, history, seconds, head = fit(params, stats, x["train"], y["train"], x["val"], y["val"])
     scored = [r for r in ("val", "select", "test") if len(y[r])]
     probs = {r: model.predict(x[r], batch_size=64, verbose=0) for r in scored}
+    parts = {}
+    if head:  # the averaged models alone too, to show what the statistics head adds
+        for part in (layer for layer in model.layers if isinstance(layer, keras.Model)):
+            parts[part.name] = {r: score(y[r], part.predict(x[r], batch_size=64, verbose=0).argmax(1), classes)
+                                for r in scored}  # fmt: skip
     return {
         **{r: score(y[r], probs[r].argmax(1), classes) for r in scored},
         **{f"{r}_probs": probs[r] for r in ("test", "select") if r in probs},
@@ -113,6 +120,7 @@ def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[st
         **history_summary(history, params.train.schedule),
         "train_seconds": seconds, "train_windows": int(sel["train"].sum()),
         "params": int(model.count_params()), "model": model, "stats": stats,
+        **({"stats_head": head, "parts": parts} if head else {}),
     }  # fmt: skip
 
 

@@ -137,6 +137,7 @@ class ModelParams(_Strict):
     bidirectional: bool = False
     utterance_norm: bool = False  # subtract each clip's own per-mel mean (in the model, so serving matches)
     frontend: Literal["conv1d", "conv2d"] = "conv1d"  # convolve over time (mels as channels) | time x mel
+    stats_head: bool = False  # average in a linear head on each clip's per-channel mean and std (ser.stats_head)
 
     @field_validator("filters", "lstm_units")
     @classmethod

@@ -5,7 +5,8 @@ the mel bins as channels (the article's code convolved along the mel axis).
 Normalisation statistics from the training split are baked in as the first
 layer, and SpecAugment-style masking runs in training only. `average_models`
 joins models trained with different seeds into one that averages their
-probabilities (`train.ensemble`).
+probabilities (`train.ensemble`), and the CNN-LSTM with the linear head on
+`TimeStats` (`model.stats_head`, fitted in `ser.stats_head`).
 
     model = build_model((219, 64), 8, mean=mean, variance=var, **params.model.model_dump())
 """
@@ -90,6 +91,21 @@ class AttentionPool(layers.Layer):
         return ops.sum(weights * inputs, axis=1)
 
 
+@keras.saving.register_keras_serializable(package="ser")
+class TimeStats(layers.Layer):
+    """Each channel's mean and standard deviation over time: (batch, frames, channels) -> (batch, 2 * channels).
+
+    In float32 whatever the global policy, so a float16 GPU run pools the same numbers as NumPy.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**{"dtype": "float32", **kwargs})
+
+    def call(self, inputs):
+        inputs = ops.cast(inputs, "float32")
+        return ops.concatenate([ops.mean(inputs, axis=1), ops.std(inputs, axis=1)], axis=-1)
+
+
 def build_model(
     input_shape: tuple[int, int],
     num_classes: int,
@@ -169,7 +185,7 @@ def build_model(
     return keras.Model(inputs, outputs, name=name)
 
 
-def average_models(members: list[keras.Model]) -> keras.Model:
+def average_models(members: list[keras.Model], name: str = "ensemble") -> keras.Model:
     """One model whose output is the mean of the members' class probabilities (a seed ensemble).
 
     A single member is returned as it is. The ensemble is an ordinary functional model, so it
@@ -179,7 +195,7 @@ def average_models(members: list[keras.Model]) -> keras.Model:
         return members[0]
     inputs = keras.Input(shape=members[0].input_shape[1:], name="logmel")
     outputs = layers.Average(name="emotion", dtype="float32")([member(inputs) for member in members])
-    return keras.Model(inputs, outputs, name="ensemble")
+    return keras.Model(inputs, outputs, name=name)
 
 
 def load_model(path: str | Path) -> keras.Model:

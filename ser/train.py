@@ -7,7 +7,8 @@ early on the validation loss with the best weights restored. Optional label smoo
 weight decay and mixup (all in `train.*` params), a progress bar on a terminal and one log
 line per epoch, history written as CSV for `dvc plots`. With `train.ensemble`
 = n, n models are fitted with consecutive seeds and saved as one model that
-averages their probabilities. Runs on any Keras 3 backend (`KERAS_BACKEND`:
+averages their probabilities; with `model.stats_head`, a linear head on each clip's per-channel mean and
+std (`ser.stats_head`) is fitted after them and averaged in. Runs on any Keras 3 backend (`KERAS_BACKEND`:
 tensorflow, the default and what serving uses, or jax or torch) and uses every
 visible GPU (MirroredStrategy and mixed float16 on TensorFlow), the CPU otherwise. Writes `model.keras`
 and `preprocess.json` (classes, feature parameters, normalisation statistics)
@@ -33,6 +34,7 @@ from ser.config import Params, TrainParams
 from ser.curves import plot_history
 from ser.io import atomic_path, read_json, write_json
 from ser.model import average_models, build_model
+from ser.stats_head import fit_stats_head
 
 log = logging.getLogger(__name__)
 
@@ -185,11 +187,13 @@ class MixupBatches(keras.utils.PyDataset):
 
 
 def fit(params: Params, stats: dict, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
-        y_val: np.ndarray) -> tuple[keras.Model, pd.DataFrame, float]:  # fmt: skip
+        y_val: np.ndarray) -> tuple[keras.Model, pd.DataFrame, float, dict]:  # fmt: skip
     """Build, compile and fit the model with the `model` and `train` params.
 
     With `train.ensemble` = n > 1, n members are fitted with seeds `train.seed`, `train.seed` + 1, ...
-    (the benchmark's `--seeds n`) and returned as one model averaging their probabilities.
+    (the benchmark's `--seeds n`) and returned as one model averaging their probabilities. With
+    `model.stats_head`, the statistics head is fitted next and the returned model averages it (weight 1/2)
+    with the CNN-LSTM (or its ensemble, 1/2).
 
     Args:
         params: the whole params (model, train, augment.specaugment are read).
@@ -198,7 +202,8 @@ def fit(params: Params, stats: dict, x_train: np.ndarray, y_train: np.ndarray, x
 
     Returns:
         The model with each member's best-epoch weights, the per-epoch history (a `member` column
-        when there are several), and the seconds fitting took.
+        when there are several), the seconds fitting took (the head's included), and the head's
+        report (chosen C, validation UAR; empty without a head).
     """
     members, frames, seconds = [], [], 0.0
     placement = device_placement()
@@ -214,7 +219,14 @@ def fit(params: Params, stats: dict, x_train: np.ndarray, y_train: np.ndarray, x
         seconds += secs
     with placement.scope():
         model = average_models(members)
-    return model, pd.concat(frames, ignore_index=True), seconds
+    head_report = {}
+    if params.model.stats_head:
+        start = time.perf_counter()
+        head, head_report = fit_stats_head(x_train, y_train, x_val, y_val, len(stats["classes"]))
+        with placement.scope():
+            model = average_models([model, head], name="cnn_lstm_stats")
+        seconds += time.perf_counter() - start
+    return model, pd.concat(frames, ignore_index=True), seconds, head_report
 
 
 def fit_member(params: Params, stats: dict, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
@@ -228,7 +240,7 @@ def fit_member(params: Params, stats: dict, train: tuple[np.ndarray, np.ndarray]
         model = build_model(
             tuple(stats["shape"]), n_classes, mean=np.array(stats["mean"]), variance=np.array(stats["variance"]),
             specaugment={**params.augment.specaugment.model_dump(), "seed": seed}, name=name,
-            **params.model.model_dump(),
+            **params.model.model_dump(exclude={"stats_head"}),
         )  # fmt: skip
     batch = t.batch_size * placement.replicas
     train_ds = MixupBatches(x_train, y_train, n_classes, batch, t.mixup, seed)
@@ -273,13 +285,13 @@ def train(params: Params, features_dir: Path, model_dir: Path, history_path: Pat
     stats = read_json(features_dir / "stats.json")
     x_train, y_train = load_split(features_dir, "train")
     x_val, y_val = load_split(features_dir, "val")
-    model, frame, seconds = fit(params, stats, x_train, y_train, x_val, y_val)
+    model, frame, seconds, head = fit(params, stats, x_train, y_train, x_val, y_val)
     with atomic_path(history_path) as tmp:
         frame.drop(columns=["learning_rate"], errors="ignore").to_csv(tmp, index=False)
     plot_history(history_path, history_path.with_name("curves.png"), params.train.schedule)
     summary = {**history_summary(frame, params.train.schedule), "train_seconds": round(seconds, 1),
                "train_clips": int(len(x_train)), "params": int(model.count_params()),
-               "ensemble": params.train.ensemble}  # fmt: skip
+               "ensemble": params.train.ensemble, **({"stats_head": head} if head else {})}  # fmt: skip
     save_model(model, stats, summary, model_dir)
     log.info("trained %s epochs (best %s) in %.0f s -> %s", summary["epochs_run"], summary["best_epoch"], seconds,
              model_dir)  # fmt: skip

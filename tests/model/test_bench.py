@@ -78,7 +78,9 @@ def test_speaker_folds_never_train_on_test_actors(tiny_corpus, tmp_path):
 
 
 def test_select_actors_are_held_out_and_compared_pairwise(tiny_corpus, tmp_path, capsys):
-    """--select-actors scores actors that neither training nor early stopping saw; compare_runs pairs runs."""
+    """--select-actors scores actors that neither training nor early stopping saw; compare_runs pairs runs.
+
+    With model.stats_head, each averaged model is also scored alone."""
     import compare_runs
 
     params = tmp_path / "params.yaml"
@@ -86,9 +88,13 @@ def test_select_actors_are_held_out_and_compared_pairwise(tiny_corpus, tmp_path,
     out = tmp_path / "out"
     argv = ["--corpus", str(tiny_corpus), "--params", str(params), "--folds", "4", "--only-folds", "0,1",
             "--protocols", "speaker", "--select-actors", "1", "--out", str(out),
-            "--cache", str(tmp_path / "cache")]  # fmt: skip
+            "--cache", str(tmp_path / "cache"), "--set", "model.stats_head=true"]  # fmt: skip
     assert ravdess_bench.main(argv) == 0
     res = json.loads((out / "results.json").read_text())
+    parts = res["speaker"]["parts"]
+    assert list(parts) == ["cnn_lstm", "stats_head"] and all(p["test_uar"]["n"] == 2 for p in parts.values())
+    assert all(r["stats_head_C"] > 0 for r in res["speaker"]["runs"])
+    assert "| stats_head |" in (out / "results.md").read_text()
     for r in res["speaker"]["runs"]:
         held = [r["test_actors"], r["val_actors"], r["select_actors"]]
         assert [len(h) for h in held] == [1, 1, 1] and len({a for h in held for a in h}) == 3
@@ -197,6 +203,8 @@ def test_whisper_layer_probe_scores_layers_on_validation_actors(tiny_corpus, tmp
     sys.path.insert(0, str(REPO / "bench"))
     import whisper_probe
 
+    from ser.stats_head import C_GRID
+
     assert whisper_probe.main(["--corpus", str(tmp_path / "absent"), "--out", str(tmp_path / "none")]) == 0
     assert "skipped: the RAVDESS corpus is not at" in capsys.readouterr().out and not (tmp_path / "none").exists()
     params = tmp_path / "params.yaml"
@@ -208,8 +216,9 @@ def test_whisper_layer_probe_scores_layers_on_validation_actors(tiny_corpus, tmp
     res = json.loads((out / "results.json").read_text())
     assert res["clips"] == 240 and list(res["results"]) == ["6", "3,4"]
     assert res["results"]["3,4"]["layers"] == [3, 4] and len(res["results"]["3,4"]["folds"]) == 2
+    assert res["C_grid"] == list(C_GRID)  # the pipeline's statistics head's grid
     for r in res["results"].values():
-        assert all(row["C"] in whisper_probe.CS for row in r["folds"])
+        assert all(row["C"] in C_GRID for row in r["folds"])
         assert 0 <= r["val_uar_mean"] <= 1 and 0 <= r["uar_mean"] <= 1
         # The tiny corpus's classes are audible tones, not noise: above chance (1/8) on held-out actors.
         assert r["uar_mean"] > 0.2
