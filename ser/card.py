@@ -97,7 +97,8 @@ def details_section(params: dict, preprocess: dict) -> str:
         ("Task", "speech emotion recognition: one emotion per clip (single-label classification)"),
         ("Architecture", f"CNN-LSTM (Keras): Conv1D blocks over time with filters {m.get('filters')}, kernel "
                          f"{m.get('kernel_size')}, max-pool {m.get('pool_size')}; LSTMs {m.get('lstm_units')}; "
-                         f"dense {m.get('dense_units')}; dropout {m.get('dropout')}; softmax"),
+                         f"dense {m.get('dense_units')}; dropout {m.get('dropout')}; softmax"
+                         + stats_head_note(training.get("stats_head"))),
         ("Input", (f"log-mel spectrogram of a {f.get('duration')} s window starting {f.get('offset')} s into the "
                    f"clip, mono {f.get('sample_rate')} Hz, {f.get('n_mels')} mel bands, n_fft {f.get('n_fft')}, "
                    f"hop {f.get('hop_length')}, dB with top_db {f.get('top_db')}"
@@ -115,6 +116,15 @@ def details_section(params: dict, preprocess: dict) -> str:
                      + "".join(f", {a}" for a in augmented)),
     ]  # fmt: skip
     return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+
+
+def stats_head_note(head: dict | None) -> str:
+    """The Architecture cell's words for `model.stats_head` (nothing without one)."""
+    if not head:
+        return ""
+    return (f"; its probabilities averaged (1/2 each) with a linear head on each input channel's mean and std over "
+            f"the window (logistic regression, C {head['C']:g} chosen on the validation split, validation UAR "
+            f"{pct(head['val_uar'])})")
 
 
 def kept_weights(train: dict, training: dict) -> str:

@@ -39,10 +39,11 @@ def tiny_params() -> Params:
     return parse_params({"features": FEATURES, "serve": SERVE})
 
 
-def make_tiny_model(model_dir: Path, seed: int = 0, members: int = 1) -> Path:
+def make_tiny_model(model_dir: Path, seed: int = 0, members: int = 1, stats_head: bool = False) -> Path:
     """An untrained tiny model + preprocess.json in `model_dir` (the train stage's layout).
 
-    `members` > 1 saves an ensemble of that many (`ser.model.average_models`), as `train.ensemble` does.
+    `members` > 1 saves an ensemble of that many (`ser.model.average_models`), as `train.ensemble` does;
+    `stats_head` averages in a statistics head fitted on random windows, as `model.stats_head` does.
     """
     import keras
 
@@ -55,6 +56,13 @@ def make_tiny_model(model_dir: Path, seed: int = 0, members: int = 1) -> Path:
     model = average_models([build_model(shape, len(CLASSES), filters=[4], lstm_units=[4], dense_units=4, mean=mean,
                                         variance=var, specaugment={"rate": 0.5}, name=f"cnn_lstm_{i}")
                             for i in range(members)])  # fmt: skip
+    if stats_head:
+        from ser.stats_head import fit_stats_head
+
+        rng = np.random.default_rng(seed)
+        x = (mean + 10 * rng.standard_normal((48, *shape))).astype(np.float32)
+        y = np.arange(48) % len(CLASSES)
+        model = average_models([model, fit_stats_head(x, y, x[:16], y[:16], len(CLASSES))[0]], name="cnn_lstm_stats")
     model_dir.mkdir(parents=True, exist_ok=True)
     model.save(model_dir / "model.keras")
     write_json(model_dir / "preprocess.json", {"classes": CLASSES, "features": FEATURES, "shape": list(shape),

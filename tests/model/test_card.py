@@ -44,6 +44,14 @@ def test_card_holds_metrics_classes_and_versions():
     assert "64 mel bands" in text and "3.5 s window" in text and "[64, 128, 128]" in text
 
 
+def test_card_names_the_statistics_head_only_when_there_is_one():
+    assert "linear head" not in card()
+    with_head = {**PREPROCESS, "training": {**PREPROCESS["training"], "stats_head": {"C": 0.003, "val_uar": 0.7512}}}
+    text = model_card(METRICS, params("ravdess"), with_head, None, None, None)
+    assert "averaged (1/2 each) with a linear head" in text and "C 0.003 chosen on the validation split" in text
+    assert "validation UAR 75.1 %" in text
+
+
 def test_card_sections_licence_and_limitations():
     text = card()
     for heading in ("## Model details", "## Intended use", "### Out of scope", "## Training data",

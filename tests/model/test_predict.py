@@ -55,3 +55,13 @@ def test_an_ensemble_serves_the_mean_of_its_members(tmp_path):
     members = [np.asarray(predictor.model.get_layer(f"cnn_lstm_{i}")(features)) for i in range(2)]
     assert not np.allclose(members[0], members[1])
     assert np.allclose(predictor.infer(features), np.mean(members, axis=0), atol=1e-5)
+
+
+def test_a_model_with_a_statistics_head_serves_the_mean_of_both(tmp_path):
+    from ser.serving_model import Predictor
+
+    predictor = Predictor(make_tiny_model(tmp_path / "stats", stats_head=True), max_batch=4)
+    features, _ = predictor.featurize(tone(3.0)[:, 0])
+    parts = [np.asarray(predictor.model.get_layer(name)(features)) for name in ("cnn_lstm_0", "stats_head")]
+    assert not np.allclose(parts[0], parts[1])
+    assert np.allclose(predictor.infer(features), np.mean(parts, axis=0), atol=1e-5)
