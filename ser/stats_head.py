@@ -2,7 +2,7 @@
 
 Whisper's middle layers are good enough that a logistic regression on their mean and standard deviation
 over the window nearly matches the CNN-LSTM on held-out actors, and makes different mistakes: averaging the
-two beat either alone on every benchmark fold (README "Experiment log", runs R and S). The head is fitted
+two beats either alone on the benchmark's 6-fold mean (runs S, T of the README's experiment log). Fitted
 once the CNN-LSTM has trained, on the same training split (augmented copies included): inputs standardised
 on the training split, C chosen from `C_GRID` by the validation split's UAR (macro recall), never the test
 split. It is then written into Keras layers (`TimeStats`, a fixed `Normalization`, a softmax `Dense`) and
