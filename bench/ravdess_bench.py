@@ -259,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
         res["article_protocol"] = ("7 classes (calm dropped), clips shuffled regardless of actor: 20 % test, "
                                    "10 % validation, 70 % training; one split per seed.")  # fmt: skip
         speaker = speaker or article
+    if params.train.refit:
+        note = (" train.refit: the final models trained on the training and validation clips together once the"
+                " validation clips had chosen the head's C, so validation scores are on seen clips.")
+        for key in {"speaker_protocol", "article_protocol"} & set(res):
+            res[key] += note
     res["wall_seconds"] = time.perf_counter() - start
     if speaker:  # the first run's model: inference timings now or later (--protocols cost)
         save_model(speaker[0]["model"], speaker[0]["stats"], {}, args.out / "model")

@@ -163,12 +163,18 @@ class TrainParams(_Strict):
     # cosine only: keep the mean of the weights after each of the last min(n, epochs) epochs (SWA); 0 = off.
     # Capped at epochs, not refused, so a quick `-S train.epochs=5` needs no second override.
     average_last: int = Field(0, ge=0)
+    # Fit the final model on the training and validation clips together, once the validation split has
+    # chosen what it chooses (the statistics head's C). Cosine only: plateau stops on the validation loss.
+    refit: bool = False
 
     @model_validator(mode="after")
     def _averaging_needs_cosine(self) -> TrainParams:
         if self.average_last and self.schedule != "cosine":
             raise ValueError(f"average_last ({self.average_last}) needs schedule: cosine; plateau keeps its best "
                              "epoch's weights (set train.average_last=0 with schedule: plateau)")  # fmt: skip
+        if self.refit and self.schedule != "cosine":
+            raise ValueError("train.refit needs schedule: cosine; plateau stops early on the validation loss, "
+                             "which a model trained on the validation clips cannot do (set train.refit=false)")
         return self
 
 

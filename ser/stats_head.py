@@ -5,7 +5,8 @@ over the window nearly matches the CNN-LSTM on held-out actors, and makes differ
 two beats either alone on the benchmark's 6-fold mean (runs S, T of the README's experiment log). Fitted
 once the CNN-LSTM has trained, on the same training split (augmented copies included): inputs standardised
 on the training split, C chosen from `C_GRID` by the validation split's UAR (macro recall), never the test
-split. It is then written into Keras layers (`TimeStats`, a fixed `Normalization`, a softmax `Dense`) and
+split (with `train.refit`, fitted again with that C on the training and validation splits together). It is
+then written into Keras layers (`TimeStats`, a fixed `Normalization`, a softmax `Dense`) and
 averaged with the CNN-LSTM, so the saved `model.keras` is still one model with one input that evaluates,
 serves and packages as before. `bench/whisper_probe.py` uses the same fit.
 
@@ -42,8 +43,12 @@ def clip_stats(x: np.ndarray, chunk: int = 256) -> np.ndarray:
 
 
 def fit_linear(stats_train: np.ndarray, y_train: np.ndarray, stats_val: np.ndarray, y_val: np.ndarray,
-               grid: tuple[float, ...] = C_GRID):  # fmt: skip
+               grid: tuple[float, ...] = C_GRID, refit: tuple[np.ndarray, np.ndarray] | None = None):  # fmt: skip
     """Standardise on the training rows and fit a logistic regression per C; keep the best validation UAR.
+
+    Args:
+        refit: (stats, labels) of more rows (`train.refit`: the validation clips): once C is chosen, the
+            scaler and the regression are fitted again with that C on the training rows plus these.
 
     Returns:
         (scaler, classifier, report) where report holds the chosen `C`, its `val_uar` and every C's UAR.
@@ -60,8 +65,14 @@ def fit_linear(stats_train: np.ndarray, y_train: np.ndarray, stats_val: np.ndarr
     fits = [LogisticRegression(C=c, max_iter=3000).fit(train_z, y_train) for c in grid]
     uars = [float(recall_score(y_val, m.predict(val_z), average="macro")) for m in fits]
     best = int(np.argmax(uars))
-    return scaler, fits[best], {"C": grid[best], "val_uar": uars[best],
-                                   "val_uar_by_C": {f"{c:g}": round(u, 4) for c, u in zip(grid, uars, strict=True)}}
+    report = {"C": grid[best], "val_uar": uars[best],
+              "val_uar_by_C": {f"{c:g}": round(u, 4) for c, u in zip(grid, uars, strict=True)}}  # fmt: skip
+    if refit is None:
+        return scaler, fits[best], report
+    stats_all, y_all = np.concatenate([stats_train, refit[0]]), np.concatenate([y_train, refit[1]])
+    scaler = StandardScaler().fit(stats_all)
+    classifier = LogisticRegression(C=grid[best], max_iter=3000).fit(scaler.transform(stats_all), y_all)
+    return scaler, classifier, {**report, "refit_rows": int(len(y_all))}
 
 
 def linear_head(input_shape: tuple[int, int], scaler, classifier, n_classes: int,
@@ -89,8 +100,13 @@ def linear_head(input_shape: tuple[int, int], scaler, classifier, n_classes: int
 
 
 def fit_stats_head(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-                   n_classes: int) -> tuple[keras.Model, dict]:  # fmt: skip
-    """Fit the head on (clips, frames, channels) features; returns the Keras head and the fit's report."""
-    scaler, classifier, report = fit_linear(clip_stats(x_train), y_train, clip_stats(x_val), y_val)
+                   n_classes: int, refit: tuple[np.ndarray, np.ndarray] | None = None,
+                   ) -> tuple[keras.Model, dict]:  # fmt: skip
+    """Fit the head on (clips, frames, channels) features; returns the Keras head and the fit's report.
+
+    `refit`: (features, labels) added to the training rows once C is chosen (see `fit_linear`).
+    """
+    more = None if refit is None else (clip_stats(refit[0]), refit[1])
+    scaler, classifier, report = fit_linear(clip_stats(x_train), y_train, clip_stats(x_val), y_val, refit=more)
     log.info("stats head: C %g, validation UAR %.3f", report["C"], report["val_uar"])
     return linear_head(x_train.shape[1:], scaler, classifier, n_classes), report

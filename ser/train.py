@@ -8,8 +8,9 @@ weight decay and mixup (all in `train.*` params), a progress bar on a terminal a
 line per epoch, history written as CSV for `dvc plots`. With `train.ensemble`
 = n, n models are fitted with consecutive seeds and saved as one model that
 averages their probabilities; with `model.stats_head`, a linear head on each clip's per-channel mean and
-std (`ser.stats_head`) is fitted after them and averaged in. Runs on any Keras 3 backend (`KERAS_BACKEND`:
-tensorflow, the default and what serving uses, or jax or torch) and uses every
+std (`ser.stats_head`) is fitted after them and averaged in; `train.refit` trains the final model on the
+training and validation splits together once validation has chosen the head's C. Runs on any Keras 3
+backend (`KERAS_BACKEND`: tensorflow, the default and what serving uses, or jax or torch) and uses every
 visible GPU (MirroredStrategy and mixed float16 on TensorFlow), the CPU otherwise. Writes `model.keras`
 and `preprocess.json` (classes, feature parameters, normalisation statistics)
 side by side. `fit` is also what the benchmark (`ser bench`) trains with.
@@ -187,18 +188,23 @@ class MixupBatches(keras.utils.PyDataset):
 
 
 def fit(params: Params, stats: dict, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
-        y_val: np.ndarray) -> tuple[keras.Model, pd.DataFrame, float, dict]:  # fmt: skip
+        y_val: np.ndarray, refit: tuple[np.ndarray, np.ndarray] | None = None,
+        ) -> tuple[keras.Model, pd.DataFrame, float, dict]:  # fmt: skip
     """Build, compile and fit the model with the `model` and `train` params.
 
     With `train.ensemble` = n > 1, n members are fitted with seeds `train.seed`, `train.seed` + 1, ...
     (the benchmark's `--seeds n`) and returned as one model averaging their probabilities. With
     `model.stats_head`, the statistics head is fitted next and the returned model averages it (weight 1/2)
-    with the CNN-LSTM (or its ensemble, 1/2).
+    with the CNN-LSTM (or its ensemble, 1/2). With `train.refit`, the CNN-LSTMs train on the training and
+    validation clips together (cosine: nothing is chosen on validation) and the head is fitted again on both
+    once validation has chosen its C.
 
     Args:
         params: the whole params (model, train, augment.specaugment are read).
         stats: `stats.json` of the features: classes, shape, normalisation mean/variance.
         x_train, y_train, x_val, y_val: features (clips, frames, mels) and class indices.
+        refit: with `train.refit`, the validation clips as training sees them (the benchmark adds their
+            augmented copies); None uses (x_val, y_val).
 
     Returns:
         The model with each member's best-epoch weights, the per-epoch history (a `member` column
@@ -207,13 +213,18 @@ def fit(params: Params, stats: dict, x_train: np.ndarray, y_train: np.ndarray, x
     """
     members, frames, seconds = [], [], 0.0
     placement = device_placement()
+    if params.train.refit:
+        refit = (x_val, y_val) if refit is None else refit
+        fit_on = (np.concatenate([x_train, refit[0]]), np.concatenate([y_train, refit[1]]))
+        log.info("train.refit: fitting on %d training + %d validation windows", len(x_train), len(refit[0]))
+    else:
+        refit, fit_on = None, (x_train, y_train)
     for member in range(params.train.ensemble):
         seed = params.train.seed + member
         if params.train.ensemble > 1:
             log.info("ensemble member %d/%d (seed %d)", member + 1, params.train.ensemble, seed)
         name = "cnn_lstm" if params.train.ensemble == 1 else f"cnn_lstm_seed{seed}"
-        model, frame, secs = fit_member(params, stats, (x_train, y_train), (x_val, y_val), seed, name,
-                                         placement)
+        model, frame, secs = fit_member(params, stats, fit_on, (x_val, y_val), seed, name, placement)
         members.append(model)
         frames.append(frame.assign(member=member) if params.train.ensemble > 1 else frame)
         seconds += secs
@@ -222,7 +233,7 @@ def fit(params: Params, stats: dict, x_train: np.ndarray, y_train: np.ndarray, x
     head_report = {}
     if params.model.stats_head:
         start = time.perf_counter()
-        head, head_report = fit_stats_head(x_train, y_train, x_val, y_val, len(stats["classes"]))
+        head, head_report = fit_stats_head(x_train, y_train, x_val, y_val, len(stats["classes"]), refit=refit)
         with placement.scope():
             model = average_models([model, head], name="cnn_lstm_stats")
         seconds += time.perf_counter() - start
@@ -290,8 +301,9 @@ def train(params: Params, features_dir: Path, model_dir: Path, history_path: Pat
         frame.drop(columns=["learning_rate"], errors="ignore").to_csv(tmp, index=False)
     plot_history(history_path, history_path.with_name("curves.png"), params.train.schedule)
     summary = {**history_summary(frame, params.train.schedule), "train_seconds": round(seconds, 1),
-               "train_clips": int(len(x_train)), "params": int(model.count_params()),
-               "ensemble": params.train.ensemble, **({"stats_head": head} if head else {})}  # fmt: skip
+               "train_clips": int(len(x_train) + (len(x_val) if params.train.refit else 0)),
+               "params": int(model.count_params()), "ensemble": params.train.ensemble, "refit": params.train.refit,
+               **({"stats_head": head} if head else {})}  # fmt: skip
     save_model(model, stats, summary, model_dir)
     log.info("trained %s epochs (best %s) in %.0f s -> %s", summary["epochs_run"], summary["best_epoch"], seconds,
              model_dir)  # fmt: skip

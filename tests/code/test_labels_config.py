@@ -71,6 +71,13 @@ def test_bad_params_name_the_key(raw, key):
     assert f"params.yaml: {key}" in str(err.value)
 
 
+def test_refit_is_refused_with_the_plateau_schedule():
+    # plateau stops on the validation loss, which a model trained on the validation clips cannot do
+    with pytest.raises(ParamsError, match="train.refit needs schedule: cosine"):
+        parse_params({"train": {"refit": True, "schedule": "plateau", "average_last": 0}}, "params.yaml")
+    assert parse_params({"train": {"refit": True, "schedule": "cosine"}}, "params.yaml").train.refit
+
+
 def test_missing_or_broken_params_file(tmp_path):
     with pytest.raises(ParamsError, match="not found"):
         load_params(tmp_path / "nope.yaml")

@@ -250,3 +250,22 @@ def test_fuse_probs_averages_members_equally_and_refuses_other_clips(tmp_path, c
     with pytest.raises(SystemExit):
         fuse_probs.main([str(tmp_path / "absent.npz")])
     assert "no such probabilities file" in capsys.readouterr().err
+
+
+def test_refit_trains_on_the_validation_clips_with_their_augmented_copies():
+    from ser.benchmark import Corpus, run_split
+    from ser.config import Params
+
+    rng = np.random.default_rng(0)
+    clips = pd.DataFrame({"clip_id": [f"c{i}" for i in range(24)], "actor": np.arange(24) % 4 + 1,
+                          "emotion": ["neutral", "happy", "sad"] * 8})  # fmt: skip
+    index = pd.concat([clips.assign(copy=0), clips.assign(copy=1)], ignore_index=True)  # original + 1 copy each
+    corpus = Corpus(index, rng.normal(size=(48, 30, 8)).astype("float32"), clips, [])
+    roles = {c: ("train", "train", "val", "test")[i % 4] for i, c in enumerate(clips["clip_id"])}  # 12/6/6 clips
+    classes = ["neutral", "happy", "sad"]
+    small = {"model": {"filters": [8, 8, 8], "lstm_units": [8, 8], "dense_units": 8}}
+    for refit, windows in ((False, 24), (True, 36)):  # training windows: 12 clips x 2, plus 6 x 2 refitted
+        params = Params.model_validate(tiny_params(**small, train={"epochs": 1, "refit": refit}))
+        record = run_split(corpus, params, classes, roles)
+        assert record["train_windows"] == windows
+        assert record["val"]["n_test"] == 6 and record["test"]["n_test"] == 6  # scored on originals only

@@ -73,3 +73,40 @@ def test_train_with_stats_head_saves_one_model_averaging_the_head_and_the_cnn_ls
     parts = [np.asarray(model.get_layer(name)(x[:6])) for name in ("cnn_lstm", "stats_head")]
     assert not np.allclose(parts[0], parts[1])
     assert np.allclose(np.asarray(model(x[:6])), np.mean(parts, axis=0), atol=1e-6)
+
+
+def test_refit_keeps_the_c_chosen_on_validation_and_refits_on_training_plus_validation():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(3)
+    y = np.arange(60) % 3
+    feats = rng.normal(size=(60, 6)) + y[:, None] * 0.8
+    (tr, ytr), (va, yva), (more, ymore) = (feats[:36], y[:36]), (feats[36:48], y[36:48]), (feats[48:], y[48:])
+    _, plain, plain_report = fit_linear(tr, ytr, va, yva)
+    scaler, refitted, report = fit_linear(tr, ytr, va, yva, refit=(more, ymore))
+    assert report["C"] == plain_report["C"] and report["val_uar"] == plain_report["val_uar"]
+    assert report["refit_rows"] == 48 and "refit_rows" not in plain_report
+    both, y_both = np.concatenate([tr, more]), np.concatenate([ytr, ymore])
+    direct = LogisticRegression(C=report["C"], max_iter=3000).fit(StandardScaler().fit_transform(both), y_both)
+    assert np.allclose(refitted.coef_, direct.coef_) and not np.allclose(refitted.coef_, plain.coef_)
+    assert np.allclose(scaler.mean_, both.mean(0))
+
+
+def test_train_with_refit_fits_the_cnn_lstm_and_the_head_on_training_plus_validation(tmp_path, caplog):
+    import logging
+
+    from ser.config import Params
+    from ser.train import train
+    from tests.conftest import tiny_params
+    from tests.model.test_model import tiny_features
+
+    params = Params.model_validate(tiny_params(model={"stats_head": True}, train={"epochs": 2, "refit": True}))
+    features, x = tiny_features(tmp_path / "features")  # 40 training and 8 validation clips
+    with caplog.at_level(logging.INFO, logger="ser.train"):
+        summary = train(params, features, tmp_path / "model", tmp_path / "reports" / "history.csv")
+    assert "train.refit: fitting on 40 training + 8 validation windows" in caplog.text
+    assert summary["refit"] is True and summary["train_clips"] == 48
+    assert summary["stats_head"]["refit_rows"] == 48 and summary["stats_head"]["C"] in C_GRID
+    model = load_model(tmp_path / "model" / "model.keras")
+    assert np.asarray(model(x[:4])).shape == (4, 4)
