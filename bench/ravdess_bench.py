@@ -184,7 +184,7 @@ def host() -> dict:
     """What ran the benchmark: commit, CPUs, GPUs, Keras backend."""
     import keras
 
-    from ser.train import visible_gpus
+    from ser.placement import visible_gpus
 
     def git(*args: str) -> str:
         try:

@@ -21,7 +21,6 @@ side by side. `fit` is also what the benchmark (`ser bench`) trains with.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from pathlib import Path
@@ -29,12 +28,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
-from ser.config import Params, TrainParams
+from ser.config import Params
 from ser.curves import plot_history
+from ser.fit_loop import EpochProgress, MixupBatches, learning_rate_schedule
 from ser.io import atomic_path, read_json, write_json
 from ser.model import average_models, build_model
+from ser.placement import Placement, device_placement
 from ser.stats_head import fit_stats_head
 
 log = logging.getLogger(__name__)
@@ -44,147 +44,6 @@ def load_split(features_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(x, y) arrays of one split written by featurize."""
     with np.load(features_dir / f"{split}.npz") as data:
         return data["x"], data["y"]
-
-
-def visible_gpus() -> int:
-    """GPUs the active Keras backend can train on."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return len(tf.config.list_physical_devices("GPU"))
-    if backend == "jax":
-        import jax
-
-        return sum(d.platform == "gpu" for d in jax.devices())
-    if backend == "torch":
-        import torch
-
-        return torch.cuda.device_count()
-    return 0
-
-
-class Placement:
-    """Where training runs: `scope()` to build the model in, `replicas` that split each batch."""
-
-    def __init__(self, strategy=None, replicas: int = 1) -> None:
-        self.strategy, self.replicas = strategy, replicas
-
-    def scope(self):
-        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
-
-
-def device_placement() -> Placement:
-    """All GPUs (TensorFlow: MirroredStrategy, mixed float16; JAX: data parallel, float32), else the CPU.
-
-    JAX's cuDNN LSTM takes no float16, so other backends train in float32 (TF32 matmuls on recent GPUs).
-
-    Create it once per training run: each MirroredStrategy claims the GPUs anew.
-    """
-    gpus = visible_gpus()
-    if not gpus:
-        log.info("no GPU visible (Keras backend %s): training on the CPU", keras.backend.backend())
-        return Placement()
-    log.info("training on %d GPU(s) (Keras backend %s)", gpus, keras.backend.backend())
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        keras.mixed_precision.set_global_policy("mixed_float16")
-        strategy = tf.distribute.MirroredStrategy()
-        return Placement(strategy, strategy.num_replicas_in_sync)
-    if keras.backend.backend() == "jax" and gpus > 1:
-        keras.distribution.set_distribution(keras.distribution.DataParallel())
-        return Placement(replicas=gpus)
-    return Placement()
-
-
-class EpochProgress(keras.callbacks.Callback):
-    """A tqdm bar over batches on a terminal, and one log line per epoch everywhere."""
-
-    def __init__(self, epochs: int, steps: int) -> None:
-        super().__init__()
-        self.epochs, self.steps, self.bar = epochs, steps, None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch",
-                        disable=None, leave=False)  # fmt: skip
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.bar.update(1)
-        self.bar.set_postfix(loss=f"{(logs or {}).get('loss', float('nan')):.3f}", refresh=False)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.bar.close()
-        logs = logs or {}
-        log.info("epoch %d/%d  loss %.4f  accuracy %.3f  val_loss %.4f  val_accuracy %.3f", epoch + 1, self.epochs,
-                 logs.get("loss", np.nan), logs.get("accuracy", np.nan), logs.get("val_loss", np.nan),
-                 logs.get("val_accuracy", np.nan))  # fmt: skip
-
-
-class AverageWeights(keras.callbacks.Callback):
-    """Stochastic weight averaging: at the end, the model gets the mean of its weights after each of the
-    last `last` epochs (float weights, BatchNorm statistics included; others keep their final values)."""
-
-    def __init__(self, epochs: int, last: int) -> None:
-        super().__init__()
-        self.first, self.total, self.count = epochs - last, None, 0
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch < self.first:
-            return
-        weights = [np.asarray(w, np.float64) for w in self.model.get_weights()]
-        self.total = weights if self.total is None else [a + b for a, b in zip(self.total, weights, strict=True)]
-        self.count += 1
-
-    def on_train_end(self, logs=None):
-        if not self.count:
-            return
-        final = self.model.get_weights()
-        self.model.set_weights([(a / self.count).astype(w.dtype) if np.issubdtype(w.dtype, np.floating) else w
-                                for a, w in zip(self.total, final, strict=True)])  # fmt: skip
-
-
-def learning_rate_schedule(
-    t: TrainParams, steps: int
-) -> tuple[float | keras.optimizers.schedules.LearningRateSchedule, list[keras.callbacks.Callback]]:
-    """The learning rate (a value or a schedule) and the callbacks of `train.schedule`, `steps` batches an epoch."""
-    if t.schedule == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(t.learning_rate, decay_steps=t.epochs * steps)
-        return rate, [AverageWeights(t.epochs, min(t.average_last, t.epochs))] if t.average_last else []
-    return t.learning_rate, [
-        keras.callbacks.EarlyStopping("val_loss", patience=t.patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=max(1, t.patience // 2)),
-    ]
-
-
-class MixupBatches(keras.utils.PyDataset):
-    """Shuffled one-hot batches, reshuffled every epoch, mixed (mixup, Beta(a, a) per example) when `mixup` > 0.
-
-    Plain NumPy, so the same batches feed every Keras backend.
-    """
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, n_classes: int, batch: int, mixup: float, seed: int) -> None:
-        super().__init__()
-        self.x, self.y = x, np.eye(n_classes, dtype=np.float32)[y]
-        self.batch, self.mixup = batch, mixup
-        self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(x))
-
-    def __len__(self) -> int:
-        return int(np.ceil(len(self.x) / self.batch))
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.order[i * self.batch : (i + 1) * self.batch]
-        xb, yb = self.x[rows], self.y[rows]
-        if self.mixup > 0:
-            lam = self.rng.beta(self.mixup, self.mixup, len(rows)).astype(np.float32)
-            perm = self.rng.permutation(len(rows))
-            xb = lam[:, None, None] * xb + (1 - lam[:, None, None]) * xb[perm]
-            yb = lam[:, None] * yb + (1 - lam[:, None]) * yb[perm]
-        return xb, yb
-
-    def on_epoch_end(self) -> None:
-        self.order = self.rng.permutation(len(self.x))
 
 
 def fit(params: Params, stats: dict, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,

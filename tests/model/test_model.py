@@ -111,7 +111,7 @@ def test_unknown_pooling_is_refused():
 
 
 def test_mixup_batches_mix_inputs_and_labels_alike():
-    from ser.train import MixupBatches
+    from ser.fit_loop import MixupBatches
 
     x = np.stack([np.full((5, 3), i, np.float32) for i in range(8)])
     y = np.arange(8) % 4
@@ -126,7 +126,7 @@ def test_mixup_batches_mix_inputs_and_labels_alike():
 
 
 def test_training_batches_cover_every_example_once_per_epoch_in_a_new_order():
-    from ser.train import MixupBatches
+    from ser.fit_loop import MixupBatches
 
     x = np.arange(10, dtype=np.float32).reshape(10, 1, 1) * np.ones((1, 2, 3), np.float32)
     batches = MixupBatches(x, np.arange(10) % 2, 2, batch=4, mixup=0.0, seed=1)
@@ -138,7 +138,7 @@ def test_training_batches_cover_every_example_once_per_epoch_in_a_new_order():
 
 
 def test_placement_without_a_gpu_is_the_plain_cpu():
-    from ser.train import device_placement, visible_gpus
+    from ser.placement import device_placement, visible_gpus
 
     if visible_gpus():
         pytest.skip("a GPU is visible")
@@ -229,7 +229,7 @@ def test_train_with_ensemble_fits_each_seed_and_saves_one_averaging_model(tmp_pa
 
 
 def test_average_weights_keeps_the_mean_of_the_last_epochs():
-    from ser.train import AverageWeights
+    from ser.fit_loop import AverageWeights
 
     model = build_model((16, 8), 3, **SMALL)
     start = model.get_weights()
@@ -247,7 +247,8 @@ def test_average_weights_keeps_the_mean_of_the_last_epochs():
 
 def test_cosine_schedule_runs_every_epoch_and_keeps_the_last(tmp_path):
     from ser.config import Params
-    from ser.train import learning_rate_schedule, train
+    from ser.fit_loop import learning_rate_schedule
+    from ser.train import train
     from tests.conftest import tiny_params
 
     # average_last above epochs is capped: all 3 epochs are averaged (a quick run needs no second override).
