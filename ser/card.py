@@ -93,6 +93,7 @@ def details_section(params: dict, preprocess: dict) -> str:
     augmented = [f"{copies} augmented cop{'y' if copies == 1 else 'ies'} per training clip (noise, pitch, speed)"]
     augmented = augmented if copies else []
     augmented += ["SpecAugment"] if (aug.get("specaugment") or {}).get("rate") else []
+    fitted_on = "training and validation windows (train.refit)" if training.get("refit") else "training windows"
     rows = [
         ("Task", "speech emotion recognition: one emotion per clip (single-label classification)"),
         ("Architecture", f"CNN-LSTM (Keras): Conv1D blocks over time with filters {m.get('filters')}, kernel "
@@ -111,7 +112,7 @@ def details_section(params: dict, preprocess: dict) -> str:
         ("Classes", ", ".join(preprocess.get("classes") or [])),
         ("Parameters", f"{training['params']:,}" if "params" in training else "n/a"),
         ("Training", f"{training.get('epochs_run', 'n/a')} epochs ({kept_weights(train, training)}) on "
-                     f"{training.get('train_clips', 'n/a')} training windows, batch {train.get('batch_size')}, "
+                     f"{training.get('train_clips', 'n/a')} {fitted_on}, batch {train.get('batch_size')}, "
                      f"{'AdamW' if train.get('weight_decay') else 'Adam'} lr {train.get('learning_rate')}"
                      + "".join(f", {a}" for a in augmented)),
     ]  # fmt: skip
@@ -122,9 +123,10 @@ def stats_head_note(head: dict | None) -> str:
     """The Architecture cell's words for `model.stats_head` (nothing without one)."""
     if not head:
         return ""
+    refit = "; then refitted with that C on the training and validation splits" if head.get("refit_rows") else ""
     return (f"; its probabilities averaged (1/2 each) with a linear head on each input channel's mean and std over "
             f"the window (logistic regression, C {head['C']:g} chosen on the validation split, validation UAR "
-            f"{pct(head['val_uar'])})")
+            f"{pct(head['val_uar'])}{refit})")
 
 
 def kept_weights(train: dict, training: dict) -> str:

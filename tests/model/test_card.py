@@ -49,7 +49,12 @@ def test_card_names_the_statistics_head_only_when_there_is_one():
     with_head = {**PREPROCESS, "training": {**PREPROCESS["training"], "stats_head": {"C": 0.003, "val_uar": 0.7512}}}
     text = model_card(METRICS, params("ravdess"), with_head, None, None, None)
     assert "averaged (1/2 each) with a linear head" in text and "C 0.003 chosen on the validation split" in text
-    assert "validation UAR 75.1 %" in text
+    assert "validation UAR 75.1 %" in text and "refitted" not in text and "training windows," in text
+    refit = {"C": 0.003, "val_uar": 0.7512, "refit_rows": 900}
+    refitted = {**PREPROCESS, "training": {**PREPROCESS["training"], "stats_head": refit, "refit": True}}
+    text = model_card(METRICS, params("ravdess"), refitted, None, None, None)
+    assert "then refitted with that C on the training and validation splits" in text
+    assert "training and validation windows (train.refit)" in text
 
 
 def test_card_sections_licence_and_limitations():
