@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAUSE_S = 0.3  # untimed pause before each timed run ...
 WARM_S, WARM_CLIPS = 0.3, 64  # ... then untimed runs of the same method (on this many clips) for this long
 sys.path.insert(0, str(ROOT))
-from ser import features  # noqa: E402
+from ser import features, lane_fft  # noqa: E402
 from ser.config import FeatureParams  # noqa: E402
 from ser.io import write_json  # noqa: E402
 
@@ -54,6 +54,18 @@ def librosa_logmel(wave: np.ndarray, params: FeatureParams) -> np.ndarray:
         n_mels=params.n_mels, fmin=params.fmin, fmax=params.fmax,
     )  # fmt: skip
     return librosa.power_to_db(mel, ref=1.0, top_db=params.top_db).T
+
+
+def fft_name(params: FeatureParams) -> str:
+    """Which FFT `logmel` runs for these settings (scipy also redoes the ~1% of frames checked in float64)."""
+    if lane_fft.supported(params.n_fft, params.hop_length):
+        import llvmlite.binding
+        import numba
+
+        cpu = numba.config.CPU_NAME or llvmlite.binding.get_host_cpu_name()  # NUMBA_CPU_NAME: built for another
+        lanes = f"{lane_fft.LANES} frames a vector, numba {numba.__version__}, {cpu}"
+        return f"ser.lane_fft ({lanes}), scipy.fft {scipy.__version__}"
+    return f"scipy.fft {scipy.__version__}"
 
 
 def feature_throughput(waves: np.ndarray, params: FeatureParams, repeats: int = 5, batch: int = 64) -> dict:
@@ -110,7 +122,7 @@ def feature_throughput(waves: np.ndarray, params: FeatureParams, repeats: int = 
         "n_clips": n,
         "repeats": repeats,
         "batch": batch,
-        "fft": f"scipy.fft {scipy.__version__}",
+        "fft": fft_name(params),
         "cpus": os.cpu_count(),
     }
     for name, times in seconds.items():

@@ -6,21 +6,19 @@ float32 in dB. Per clip it reproduces
 n_mels, fmin, fmax), ref=1.0, top_db=top_db)` (centred periodic-Hann STFT with
 zero padding, power 2, Slaney mel filters) to within 1e-3 dB, at several times the
 throughput of a per-clip librosa loop (`bench/features_bench.py` measures both; the
-README's benchmark section has the numbers). The float32 FFT (~1.25 us a frame, about
-60% of the work) is the floor. How:
+README's benchmark section has the numbers). How:
 
 * the batch is cut into chunks of ~500 frames (a few MB: cache-sized) that the
   calling thread and helper threads (one per further CPU) take in turn; every
   thread keeps its own buffers between calls, and one or a few clips (the
   serving path) stay in the calling thread;
-* a compiled pass (numba, `ser.logmel_kernels`, cached on disk) windows the frames
-  straight from the waves, zeros standing in for the centre padding, and sums each
-  frame's energy;
-* one batched float32 FFT per chunk (`scipy.fft`), transforming along the first
-  axis of the transposed frames so the spectrum comes out bin-major (the frames of a
-  bin contiguous) with no copy. For an even n_fft it is the half-length complex FFT
-  of each frame read as (even + i odd) samples, the textbook packing of a real FFT:
-  scipy's pocketfft does it ~23% faster than its real FFT of the same frames;
+* each frame's float32 FFT (about half of the work) is the half-length complex FFT
+  of its samples packed as (even + i odd), the textbook packing of a real FFT,
+  bin-major (the frames of a bin contiguous): `ser.lane_fft` computes it 8 frames to
+  a SIMD vector, windowing and summing each frame's energy on the way in (where
+  n_fft / 2 is a power of 8, as the default 1024, and the hop a multiple of 8);
+  elsewhere a compiled pass (numba, `ser.logmel_kernels`, cached on disk) windows the
+  frames and `scipy.fft` transforms them (its real FFT for an odd n_fft);
 * a compiled pass recombines the packed spectrum into each bin's power (bins k and
   n_fft/2 - k together, from the same two values) and adds it into the (at most
   two) mel triangles the bin feeds, vectorised across frames: ~1000 multiply-adds
@@ -56,6 +54,7 @@ import librosa
 import numpy as np
 import scipy.fft
 
+from ser import lane_fft
 from ser import logmel_kernels as kernels
 from ser.config import FeatureParams
 
@@ -196,6 +195,25 @@ def _packed_fft_bin_major(frames: np.ndarray) -> np.ndarray:
     return scipy.fft.fft(frames.view(np.complex64).T, axis=0, workers=1)
 
 
+def _lane_spectrum(waves: np.ndarray, params: FeatureParams, frames: int, frame_energy: np.ndarray) -> np.ndarray:
+    """`_packed_fft_bin_major` of the windowed frames of `waves` by `ser.lane_fft` (16 frames per
+    vector), as (n_fft / 2, clips * frames) complex64; each frame's energy into `frame_energy`."""
+    n_fft, hop = params.n_fft, params.hop_length
+    ws = _WORKSPACE
+    length = lane_fft.columns(frames, n_fft, hop) * hop
+    spectrum = ws.array("lane_spectrum", (n_fft // 2, waves.shape[0] * frames + lane_fft.LANES), np.complex64)
+    table_re, table_im = lane_fft.stage_tables(n_fft // 2)
+    padded = ws.array("lane_padded", (length,), np.float32)
+    transposed = ws.array("lane_transposed", (length,), np.float32)
+    offsets = ws.array("lane_offsets", (n_fft,), np.int64)
+    scratch = ws.array("lane_scratch", (lane_fft.scratch_size(n_fft),), np.float32)
+    lane_fft.lane_fft_clips(
+        waves, hop, hann_window(n_fft), table_re, table_im, padded, transposed, offsets, spectrum.view(np.float32),
+        frame_energy, scratch,
+    )  # fmt: skip
+    return spectrum
+
+
 def _padded(rows: int, multiple: int = SIMD_ROWS) -> int:
     return -(-rows // multiple) * multiple
 
@@ -213,18 +231,25 @@ def _chunk_energy(
     rows = clips * frames
     n_fft = params.n_fft
     ws = _WORKSPACE
-    frame_buf = ws.array("frames", (_padded(rows), n_fft), np.float32)
+    frame_buf = (
+        None if lane_fft.supported(n_fft, params.hop_length) else ws.array("frames", (_padded(rows), n_fft), np.float32)
+    )
     frame_energy = ws.array("frame_energy", (rows,), np.float32)
     power = ws.array("power", (2, rows), np.float32)
     flags = ws.array("flags", (rows,), np.uint8)
     energy = np.empty((params.n_mels, rows), np.float32)
     floors = np.empty(clips, np.float32)
-    kernels.frame_kernel(waves, hann_window(n_fft), params.hop_length, frame_buf[:rows], frame_energy)
-    if n_fft % 2 == 0:
+    if lane_fft.supported(n_fft, params.hop_length):
+        spectrum = _lane_spectrum(waves, params, frames, frame_energy)
+        cos_k, sin_k = _twiddles(n_fft)
+        kernels.packed_mel_kernel(spectrum, rows, cos_k, sin_k, bank.ptr, bank.mel, bank.weight, power, energy)
+    elif n_fft % 2 == 0:
+        kernels.frame_kernel(waves, hann_window(n_fft), params.hop_length, frame_buf[:rows], frame_energy)
         cos_k, sin_k = _twiddles(n_fft)
         spectrum = _packed_fft_bin_major(frame_buf)
         kernels.packed_mel_kernel(spectrum, rows, cos_k, sin_k, bank.ptr, bank.mel, bank.weight, power, energy)
     else:
+        kernels.frame_kernel(waves, hann_window(n_fft), params.hop_length, frame_buf[:rows], frame_energy)
         spectrum = _rfft_bin_major(frame_buf)
         kernels.mel_kernel(spectrum, rows, bank.ptr, bank.mel, bank.weight, bank.first, bank.stop, power[0], energy)
     floor_ratio = 10.0 ** (-params.top_db / 10.0)
@@ -300,8 +325,8 @@ def warm_up() -> None:
     if _WARM.is_set():
         return
     waves = np.zeros((1, 1024), np.float32)
-    for n_fft in (255, 256):  # the real (odd n_fft) and the packed (even) FFT
-        params = FeatureParams(sample_rate=4000, n_fft=n_fft, hop_length=64, n_mels=8)
+    for n_fft, hop in ((255, 64), (256, 64), (128, 32)):  # the real (odd n_fft), packed and lane FFTs
+        params = FeatureParams(sample_rate=4000, n_fft=n_fft, hop_length=hop, n_mels=8)
         frames = 1 + (waves.shape[1] + 2 * (n_fft // 2) - n_fft) // params.hop_length
         _logmel_chunks(waves, params, np.empty((1, frames, params.n_mels), np.float32), [0], 1)
     bank = _sparse_bank(params.sample_rate, params.n_fft, params.n_mels, params.fmin, params.fmax)

@@ -89,11 +89,12 @@ def test_logmel_keeps_the_millidecibel_over_the_risk_limit_sweep(monkeypatch):
     [
         dict(),
         dict(n_fft=512, hop_length=160, n_mels=40, fmin=50.0, fmax=7600.0, top_db=60.0),
+        dict(n_fft=128, hop_length=32, n_mels=16),  # ser.lane_fft with no middle stage (the default: one)
         dict(n_fft=400, hop_length=100, n_mels=80),  # not a power of two
         dict(n_fft=510, hop_length=128, n_mels=48),  # packed FFT of odd length 255: no middle bin pair
         dict(n_fft=511, hop_length=128, n_mels=32, sample_rate=22050),  # odd FFT length: the real FFT
     ],
-    ids=["default", "small-fft", "fft-400", "fft-510", "odd-fft"],
+    ids=["default", "small-fft", "lane-fft-128", "fft-400", "fft-510", "odd-fft"],
 )
 @pytest.mark.parametrize("samples", [56000, 16001, 12345, 700], ids=lambda n: f"{n}-samples")
 @pytest.mark.filterwarnings("ignore:n_fft=.* is too large")
