@@ -260,8 +260,10 @@ def main(argv: list[str] | None = None) -> int:
                                    "10 % validation, 70 % training; one split per seed.")  # fmt: skip
         speaker = speaker or article
     if params.train.refit:
-        note = (" train.refit: the final models trained on the training and validation clips together once the"
-                " validation clips had chosen the head's C, so validation scores are on seen clips.")
+        chosen = (" once the validation clips had chosen the head's C" if params.model.stats_head
+                  else " (the cosine schedule chooses nothing on them)")  # fmt: skip
+        note = (" train.refit: the final models trained on the training and validation clips together"
+                f"{chosen}, so validation scores are on seen clips.")  # fmt: skip
         for key in {"speaker_protocol", "article_protocol"} & set(res):
             res[key] += note
     res["wall_seconds"] = time.perf_counter() - start

@@ -108,7 +108,7 @@ def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[st
     if params.train.refit:  # the validation clips join training as training clips do: with their copies
         both = known & (role == "val").to_numpy()
         refit = (corpus.feats[both], y_all[both])
-    model, history, seconds, head = fit(params, stats, x["train"], y["train"], x["val"], y["val"], refit)
+    model, history, seconds, head, windows = fit(params, stats, x["train"], y["train"], x["val"], y["val"], refit)
     scored = [r for r in ("val", "select", "test") if len(y[r])]
     probs = {r: model.predict(x[r], batch_size=64, verbose=0) for r in scored}
     parts = {}
@@ -122,7 +122,7 @@ def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[st
         **{f"{r}_y": y[r] for r in ("test", "select") if r in probs},
         "test_clips": idx.loc[sel["test"], "clip_id"].tolist(),
         **history_summary(history, params.train.schedule),
-        "train_seconds": seconds, "train_windows": int(sel["train"].sum() + (len(refit[1]) if refit else 0)),
+        "train_seconds": seconds, "train_windows": windows,
         "params": int(model.count_params()), "model": model, "stats": stats,
         **({"stats_head": head, "parts": parts} if head else {}),
     }  # fmt: skip

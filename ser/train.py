@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -46,9 +47,19 @@ def load_split(features_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         return data["x"], data["y"]
 
 
+class Fitted(NamedTuple):
+    """What `fit` returns."""
+
+    model: keras.Model
+    history: pd.DataFrame
+    seconds: float
+    head: dict  # the statistics head's report (chosen C, validation UAR); empty without one
+    windows: int  # windows the CNN-LSTMs fitted on (training, plus validation with train.refit)
+
+
 def fit(params: Params, stats: dict, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
         y_val: np.ndarray, refit: tuple[np.ndarray, np.ndarray] | None = None,
-        ) -> tuple[keras.Model, pd.DataFrame, float, dict]:  # fmt: skip
+        ) -> Fitted:  # fmt: skip
     """Build, compile and fit the model with the `model` and `train` params.
 
     With `train.ensemble` = n > 1, n members are fitted with seeds `train.seed`, `train.seed` + 1, ...
@@ -66,9 +77,9 @@ def fit(params: Params, stats: dict, x_train: np.ndarray, y_train: np.ndarray, x
             augmented copies); None uses (x_val, y_val).
 
     Returns:
-        The model with each member's best-epoch weights, the per-epoch history (a `member` column
-        when there are several), the seconds fitting took (the head's included), and the head's
-        report (chosen C, validation UAR; empty without a head).
+        `Fitted`: the model with each member's best-epoch weights, the per-epoch history (a `member`
+        column when there are several), the seconds fitting took (the head's included), the head's
+        report (chosen C, validation UAR; empty without a head) and the windows fitted on.
     """
     members, frames, seconds = [], [], 0.0
     placement = device_placement()
@@ -96,7 +107,7 @@ def fit(params: Params, stats: dict, x_train: np.ndarray, y_train: np.ndarray, x
         with placement.scope():
             model = average_models([model, head], name="cnn_lstm_stats")
         seconds += time.perf_counter() - start
-    return model, pd.concat(frames, ignore_index=True), seconds, head_report
+    return Fitted(model, pd.concat(frames, ignore_index=True), seconds, head_report, len(fit_on[1]))
 
 
 def fit_member(params: Params, stats: dict, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
@@ -155,12 +166,12 @@ def train(params: Params, features_dir: Path, model_dir: Path, history_path: Pat
     stats = read_json(features_dir / "stats.json")
     x_train, y_train = load_split(features_dir, "train")
     x_val, y_val = load_split(features_dir, "val")
-    model, frame, seconds, head = fit(params, stats, x_train, y_train, x_val, y_val)
+    model, frame, seconds, head, windows = fit(params, stats, x_train, y_train, x_val, y_val)
     with atomic_path(history_path) as tmp:
         frame.drop(columns=["learning_rate"], errors="ignore").to_csv(tmp, index=False)
     plot_history(history_path, history_path.with_name("curves.png"), params.train.schedule)
     summary = {**history_summary(frame, params.train.schedule), "train_seconds": round(seconds, 1),
-               "train_clips": int(len(x_train) + (len(x_val) if params.train.refit else 0)),
+               "train_clips": windows,
                "params": int(model.count_params()), "ensemble": params.train.ensemble, "refit": params.train.refit,
                **({"stats_head": head} if head else {})}  # fmt: skip
     save_model(model, stats, summary, model_dir)
