@@ -196,7 +196,7 @@ def _packed_fft_bin_major(frames: np.ndarray) -> np.ndarray:
 
 
 def _lane_spectrum(waves: np.ndarray, params: FeatureParams, frames: int, frame_energy: np.ndarray) -> np.ndarray:
-    """`_packed_fft_bin_major` of the windowed frames of `waves` by `ser.lane_fft` (16 frames per
+    """`_packed_fft_bin_major` of the windowed frames of `waves` by `ser.lane_fft` (LANES frames per
     vector), as (n_fft / 2, clips * frames) complex64; each frame's energy into `frame_energy`."""
     n_fft, hop = params.n_fft, params.hop_length
     ws = _WORKSPACE
@@ -231,25 +231,22 @@ def _chunk_energy(
     rows = clips * frames
     n_fft = params.n_fft
     ws = _WORKSPACE
-    frame_buf = (
-        None if lane_fft.supported(n_fft, params.hop_length) else ws.array("frames", (_padded(rows), n_fft), np.float32)
-    )
     frame_energy = ws.array("frame_energy", (rows,), np.float32)
     power = ws.array("power", (2, rows), np.float32)
     flags = ws.array("flags", (rows,), np.uint8)
     energy = np.empty((params.n_mels, rows), np.float32)
     floors = np.empty(clips, np.float32)
-    if lane_fft.supported(n_fft, params.hop_length):
+    lanes = lane_fft.supported(n_fft, params.hop_length)
+    if lanes:  # windowing and the packed FFT in one pass
         spectrum = _lane_spectrum(waves, params, frames, frame_energy)
-        cos_k, sin_k = _twiddles(n_fft)
-        kernels.packed_mel_kernel(spectrum, rows, cos_k, sin_k, bank.ptr, bank.mel, bank.weight, power, energy)
-    elif n_fft % 2 == 0:
+    else:
+        frame_buf = ws.array("frames", (_padded(rows), n_fft), np.float32)
         kernels.frame_kernel(waves, hann_window(n_fft), params.hop_length, frame_buf[:rows], frame_energy)
+    if n_fft % 2 == 0:
         cos_k, sin_k = _twiddles(n_fft)
-        spectrum = _packed_fft_bin_major(frame_buf)
+        spectrum = spectrum if lanes else _packed_fft_bin_major(frame_buf)
         kernels.packed_mel_kernel(spectrum, rows, cos_k, sin_k, bank.ptr, bank.mel, bank.weight, power, energy)
     else:
-        kernels.frame_kernel(waves, hann_window(n_fft), params.hop_length, frame_buf[:rows], frame_energy)
         spectrum = _rfft_bin_major(frame_buf)
         kernels.mel_kernel(spectrum, rows, bank.ptr, bank.mel, bank.weight, bank.first, bank.stop, power[0], energy)
     floor_ratio = 10.0 ** (-params.top_db / 10.0)
