@@ -1,4 +1,5 @@
 # The README's two commands:  `make run` (set up + full pipeline)  and  `make test` (set up + tests).
+# `make run` leaves the checkout as committed: its outputs go to runs/<name>/ and a DVC experiment.
 # TF=gpu installs the CUDA build of TensorFlow instead of the CPU one.
 VENV ?= .venv
 TF ?= cpu
@@ -29,14 +30,20 @@ $(VENV)/.installed-$(TF): $(LOCK) pyproject.toml
 	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
 	touch $@
 
+# The pipeline as one DVC experiment in a temporary copy: the checkout stays as committed (scripts/run.sh).
 run: setup
-	PATH=$(BIN):$$PATH dvc repro
+	PATH=$(BIN):$$PATH scripts/run.sh
 
 test: setup
 	PATH=$(BIN):$$PATH python -m pytest
 
+# Style, formatting, the import architecture (layers, no cycles: pyproject's [tool.importlinter]) and types.
+# `make test` runs the same checks (tests/unit/ci/test_lint.py), so CI's `.ci/run` covers them too.
 lint: setup
-	$(BIN)/ruff check ser flows tests bench
+	$(BIN)/ruff check ser flows tests bench scripts
+	$(BIN)/ruff format --check ser flows tests bench scripts
+	PYTHONPATH=. $(BIN)/lint-imports
+	$(BIN)/mypy
 
 # Re-pin every dependency after editing pyproject.toml.
 lock:

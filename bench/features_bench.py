@@ -19,7 +19,7 @@ several levels). Pure tones over a much deeper floor (60 dB down) are the worst 
 `logmel`: nearly every frame then has a band its float32 FFT cannot resolve to 1e-3 dB and is
 redone in float64, which costs ~3x (RAVDESS speech: ~1% of frames).
 
-    python bench/features_bench.py --audio-dir ../shared/data/ravdess-speech-16k \\
+    python -m bench.features_bench --audio-dir ../shared/data/ravdess-speech-16k \\
         [--clips 512] [--repeats 5] [--batch 64] [--out reports/features_bench.json]
 """
 
@@ -36,13 +36,14 @@ from pathlib import Path
 import numpy as np
 import scipy
 
+from ser.config import FeatureParams
+from ser.features import lane_fft
+from ser.features import logmel as features
+from ser.io import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 PAUSE_S = 0.3  # untimed pause before each timed run ...
 WARM_S, WARM_CLIPS = 0.3, 64  # ... then untimed runs of the same method (on this many clips) for this long
-sys.path.insert(0, str(ROOT))
-from ser import features, lane_fft  # noqa: E402
-from ser.config import FeatureParams  # noqa: E402
-from ser.io import write_json  # noqa: E402
 
 
 def librosa_logmel(wave: np.ndarray, params: FeatureParams) -> np.ndarray:
@@ -50,9 +51,14 @@ def librosa_logmel(wave: np.ndarray, params: FeatureParams) -> np.ndarray:
     import librosa
 
     mel = librosa.feature.melspectrogram(
-        y=wave, sr=params.sample_rate, n_fft=params.n_fft, hop_length=params.hop_length,
-        n_mels=params.n_mels, fmin=params.fmin, fmax=params.fmax,
-    )  # fmt: skip
+        y=wave,
+        sr=params.sample_rate,
+        n_fft=params.n_fft,
+        hop_length=params.hop_length,
+        n_mels=params.n_mels,
+        fmin=params.fmin,
+        fmax=params.fmax,
+    )
     return librosa.power_to_db(mel, ref=1.0, top_db=params.top_db).T
 
 
@@ -64,7 +70,7 @@ def fft_name(params: FeatureParams) -> str:
 
         cpu = numba.config.CPU_NAME or llvmlite.binding.get_host_cpu_name()  # NUMBA_CPU_NAME: built for another
         lanes = f"{lane_fft.LANES} frames a vector, numba {numba.__version__}, {cpu}"
-        return f"ser.lane_fft ({lanes}), scipy.fft {scipy.__version__}"
+        return f"ser.features.lane_fft ({lanes}), scipy.fft {scipy.__version__}"
     return f"scipy.fft {scipy.__version__}"
 
 
@@ -215,7 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
         result = feature_throughput(waves, params, args.repeats, args.batch)
     result["source"] = str(args.audio_dir) if args.audio_dir else "synthetic"
     result["blas_threads"] = args.blas_threads
-    result["command"] = " ".join(["python bench/features_bench.py", *(sys.argv[1:] if argv is None else argv)])
+    result["command"] = " ".join(["python -m bench.features_bench", *(sys.argv[1:] if argv is None else argv)])
     print(markdown_table(result))
     if args.out:
         write_json(args.out, result)

@@ -5,13 +5,12 @@ seeds are averaged first, then the members, each with the same weight, and each 
 protocol (a) scores a model. The weights are fixed, so nothing is chosen on the test actors; the files
 must cover the same folds and clips (the same corpus, folds and validation actors).
 
-    .venv/bin/python bench/fuse_probs.py reports/bench-whisper34/probs.npz reports/bench-seeds2/probs.npz
+    .venv/bin/python -m bench.fuse_probs reports/bench-whisper34/probs.npz reports/bench-seeds2/probs.npz
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +27,8 @@ def fuse(members: list[list[dict]], classes: list[str]) -> dict:
     Raises:
         ValueError: a member lacks a fold another has, or scored other clips in it.
     """
-    from ravdess_bench import METRICS, spread
-
-    from ser.evaluate import score
+    from bench.results import METRICS, spread
+    from ser.training.evaluate import score
 
     folds = sorted({r["fold"] for r in members[0]})
     scores = []
@@ -46,6 +44,7 @@ def fuse(members: list[list[dict]], classes: list[str]) -> dict:
                 elif not np.array_equal(labels, r["test_y"]):
                     raise ValueError(f"member {m + 1}, fold {f}: other test clips than member 1's; cannot average")
             means.append(np.mean([r["test_probs"] for r in group], axis=0))
+        assert labels is not None  # each member has runs for fold f (checked above), so labels was set
         scores.append(score(labels, np.mean(means, axis=0).argmax(1), classes))
     return {"folds": len(folds), **{k: spread([s[k] for s in scores]) for k in METRICS}}
 
@@ -58,9 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(p) for p in args.probs if not p.is_file()]
     if missing:
         ap.error(f"no such probabilities file: {', '.join(missing)} (a benchmark run's probs.npz)")
-    sys.path.insert(0, str(ROOT / "bench"))
-    from ravdess_bench import load_probs
-
+    from bench.results import load_probs
     from ser.config import load_params
 
     result = fuse([load_probs(p) for p in args.probs], load_params(args.params).data.classes)

@@ -1,7 +1,7 @@
 """The benchmark's baseline: the service as first written, Keras `model.predict` per request.
 
 Same model, same decoding (`ser.audio.load_audio`) and features (`ser.features.logmel`)
-as `ser.service`, but no compiled graph, no batching and no thread limits.
+as `ser.serving.service`, but no compiled graph, no batching and no thread limits.
 
     BENTOML_HOME=... bentoml serve bench.naive_service:NaiveService --port 3001
 """
@@ -15,7 +15,7 @@ import bentoml
 
 from ser.audio import fixed_window, load_audio
 from ser.config import FeatureParams
-from ser.features import logmel
+from ser.features.logmel import logmel
 from ser.io import read_json
 
 MODEL_REF = bentoml.models.BentoModel(os.environ.get("SER_MODEL_TAG", "ser_emotion:latest"))
@@ -28,7 +28,7 @@ class NaiveService:
     model = MODEL_REF
 
     def __init__(self) -> None:
-        from ser.model import load_model
+        from ser.training.model import load_model
 
         stored = self.model
         preprocess = read_json(Path(stored.path) / "preprocess.json")

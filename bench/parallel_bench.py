@@ -9,7 +9,7 @@ are merged into `<out>/<setting>.json` and each setting is compared with the fir
 With several seeds, each setting's seed ensemble (the mean of a fold's runs' probabilities,
 from their `probs.npz`) is scored too, on the selection and the test actors.
 
-    python bench/parallel_bench.py --out reports/bench-select --seeds 42,43 --parallel 8 \\
+    python -m bench.parallel_bench --out reports/bench-select --seeds 42,43 --parallel 8 \\
         --setting P= --setting L="train.schedule=cosine train.average_last=10" -- --set features.workers=16
 """
 
@@ -24,10 +24,10 @@ import sys
 import time
 from pathlib import Path
 
-from compare_runs import paired
-from ravdess_bench import load_probs, seed_ensemble
+from bench.compare_runs import paired
+from bench.results import load_probs, seed_ensemble
 
-BENCH = Path(__file__).resolve().with_name("ravdess_bench.py")
+ROOT = Path(__file__).resolve().parents[1]  # the runs import `bench` from the repository root
 
 
 def setting(text: str) -> tuple[str, list[str]]:
@@ -40,7 +40,8 @@ def setting(text: str) -> tuple[str, list[str]]:
 
 def run_jobs(jobs: list[tuple[str, list[str]]], out: Path, parallel: int, deadline: float) -> list[str]:
     """Run (name, command) jobs, `parallel` at a time, none started within 60 s of `deadline`; log lines."""
-    t0, running, lines = time.time(), [], []
+    t0, lines = time.time(), []
+    running: list[tuple[subprocess.Popen, str, float]] = []  # (process, job name, start time)
     log = (out / "runner.log").open("a")
 
     def say(msg: str) -> None:
@@ -54,7 +55,7 @@ def run_jobs(jobs: list[tuple[str, list[str]]], out: Path, parallel: int, deadli
             (out / "runs" / name).mkdir(parents=True, exist_ok=True)
             with (out / "runs" / name / "log.txt").open("w") as f:
                 limit = [] if math.isinf(deadline) else ["timeout", str(int(deadline - time.time()))]
-                proc = subprocess.Popen([*limit, *cmd], stdout=f, stderr=subprocess.STDOUT)
+                proc = subprocess.Popen([*limit, *cmd], stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
             running.append((proc, name, time.time()))
             say(f"start {name}")
         if jobs and deadline - time.time() <= 60:
@@ -85,8 +86,14 @@ def merge_ensembles(runs: list[dict], classes: list[str]) -> dict | None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--setting", dest="settings", type=setting, action="append", required=True,
-                    help="NAME=key=value ... (repeatable; the first is the baseline)")
+    ap.add_argument(
+        "--setting",
+        dest="settings",
+        type=setting,
+        action="append",
+        required=True,
+        help="NAME=key=value ... (repeatable; the first is the baseline)",
+    )
     ap.add_argument("--seeds", default="42", help="comma-separated training seeds")
     ap.add_argument("--folds", default="0,1,2,3,4,5", help="comma-separated 0-based folds")
     ap.add_argument("--select-actors", type=int, default=2)
@@ -96,16 +103,41 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("bench_args", nargs="*", help="after --: passed to every ravdess_bench.py run")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    base = [sys.executable, str(BENCH), "--protocols", "speaker", "--select-actors", str(args.select_actors),
-            *args.bench_args]  # fmt: skip
-    order = [(name, sets, seed, fold) for seed in args.seeds.split(",") for fold in args.folds.split(",")
-             for name, sets in args.settings]  # fmt: skip
-    jobs = [(f"{name}-s{seed}-f{fold}", [*base, *sets, "--set", f"train.seed={seed}", "--only-folds", fold,
-                                         "--out", str(args.out / "runs" / f"{name}-s{seed}-f{fold}")])
-            for name, sets, seed, fold in order]  # fmt: skip
+    base = [
+        sys.executable,
+        "-m",
+        "bench.ravdess_bench",
+        "--protocols",
+        "speaker",
+        "--select-actors",
+        str(args.select_actors),
+        *args.bench_args,
+    ]
+    order = [
+        (name, sets, seed, fold)
+        for seed in args.seeds.split(",")
+        for fold in args.folds.split(",")
+        for name, sets in args.settings
+    ]
+    jobs = [
+        (
+            f"{name}-s{seed}-f{fold}",
+            [
+                *base,
+                *sets,
+                "--set",
+                f"train.seed={seed}",
+                "--only-folds",
+                fold,
+                "--out",
+                str(args.out / "runs" / f"{name}-s{seed}-f{fold}"),
+            ],
+        )
+        for name, sets, seed, fold in order
+    ]
     run_jobs(jobs, args.out, args.parallel, time.time() + args.deadline)
     merged: dict[str, list[dict]] = {name: [] for name, _ in args.settings}
-    ensembles: dict[str, dict] = {}
+    ensembles: dict[str, dict | None] = {}
     for name, _ in args.settings:
         probs, classes = [], []
         for res in sorted((args.out / "runs").glob(f"{name}-s*-f*/results.json")):
@@ -116,25 +148,41 @@ def main(argv: list[str] | None = None) -> int:
                 probs += load_probs(res.with_name("probs.npz"))
             shutil.rmtree(res.with_name("model"), ignore_errors=True)  # each run's saved model: only `cost` reads it
         ensembles[name] = merge_ensembles(probs, classes)
-        (args.out / f"{name}.json").write_text(json.dumps(
-            {"speaker": {"runs": merged[name]} | ({"seed_ensemble": ensembles[name]} if ensembles[name] else {})},
-            indent=1))  # fmt: skip
+        (args.out / f"{name}.json").write_text(
+            json.dumps(
+                {"speaker": {"runs": merged[name]} | ({"seed_ensemble": ensembles[name]} if ensembles[name] else {})},
+                indent=1,
+            )
+        )
     first = args.settings[0][0]
-    report = {name: paired({"speaker": {"runs": merged[first]}}, {"speaker": {"runs": runs}})
-              for name, runs in merged.items() if name != first and runs and merged[first]}  # fmt: skip
-    (args.out / "comparison.json").write_text(json.dumps(
-        {"baseline": first, "against": report, "seed_ensembles": {n: e for n, e in ensembles.items() if e}},
-        indent=1))  # fmt: skip
+    report = {
+        name: paired({"speaker": {"runs": merged[first]}}, {"speaker": {"runs": runs}})
+        for name, runs in merged.items()
+        if name != first and runs and merged[first]
+    }
+    (args.out / "comparison.json").write_text(
+        json.dumps(
+            {"baseline": first, "against": report, "seed_ensembles": {n: e for n, e in ensembles.items() if e}},
+            indent=1,
+        )
+    )
     for name, ens in ensembles.items():
         if ens:
-            print(f"{name}: mean of each fold's seeds' probabilities ({sum(ens['members'].values())} runs, "
-                  f"{len(ens['members'])} folds): " + ", ".join(
-                f"{role} UAR {100 * e['uar']['mean']:.1f} ± {100 * e['uar']['std']:.1f} %"
-                for role, e in ens.items() if role != "members"))  # fmt: skip
+            print(
+                f"{name}: mean of each fold's seeds' probabilities ({sum(ens['members'].values())} runs, "
+                f"{len(ens['members'])} folds): "
+                + ", ".join(
+                    f"{role} UAR {100 * e['uar']['mean']:.1f} ± {100 * e['uar']['std']:.1f} %"
+                    for role, e in ens.items()
+                    if role != "members"
+                )
+            )
     for name, res in report.items():
         s = res["select_uar"]
-        print(f"{name} - {first}, {res['pairs']} pairs: select UAR {100 * s['diff_mean']:+.1f} ± "
-              f"{100 * s['diff_sem']:.1f} points ({s['other_better']}/{s['base_better']} pairs better/worse)")
+        print(
+            f"{name} - {first}, {res['pairs']} pairs: select UAR {100 * s['diff_mean']:+.1f} ± "
+            f"{100 * s['diff_sem']:.1f} points ({s['other_better']}/{s['base_better']} pairs better/worse)"
+        )
     return 0 if report else 1
 
 

@@ -1,6 +1,6 @@
 """The RAVDESS benchmark: speaker-independent 6-fold, the article's random 80/20, and cost.
 
-Runs the pipeline's own code (`ser.benchmark`: manifest, windows, augmentation,
+Runs the pipeline's own code (`bench.protocols`: manifest, windows, augmentation,
 `features.extract`, `train.fit`, `evaluate.score`; the serving `Predictor` for inference
 times) on ../shared/data/ravdess-speech-16k with the model and training params
 of params.yaml (override any with --set, as `dvc exp run -S` does), and writes
@@ -8,8 +8,8 @@ of params.yaml (override any with --set, as `dvc exp run -S` does), and writes
 `probs.npz` (each run's test-clip probabilities, for seed ensembles across runs).
 Skips with a message when the corpus is absent.
 
-    python bench/ravdess_bench.py                      # 6 folds x 1 seed + article protocol + cost
-    python bench/ravdess_bench.py --seeds 3 --set model.pooling=attention --out reports/bench
+    python -m bench.ravdess_bench                      # 6 folds x 1 seed + article protocol + cost
+    python -m bench.ravdess_bench --seeds 3 --set model.pooling=attention --out reports/bench
 """
 
 from __future__ import annotations
@@ -26,100 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.results import save_probs, summarise
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 CORPUS = ROOT.parent / "shared" / "data" / "ravdess-speech-16k"
-METRICS = ("accuracy", "uar", "macro_f1")
 
 log = logging.getLogger("ravdess_bench")
-
-
-def spread(values: list[float]) -> dict:
-    """Mean, standard deviation (sample, 0 for one value), min, max and count."""
-    v = np.asarray(values, float)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-            "min": float(v.min()), "max": float(v.max()), "n": len(v)}  # fmt: skip
-
-
-def summarise(runs: list[dict], classes: list[str]) -> dict:
-    """Mean ± std over runs of the test metrics and per-class recall, the seed ensemble, the run table."""
-    out = {m: spread([r["test"][m] for r in runs]) for m in METRICS}
-    out["val_uar"] = spread([r["val"]["uar"] for r in runs])
-    if all("select" in r for r in runs):  # actors held out of training and stopping: the unbiased comparison
-        out["select_uar"] = spread([r["select"]["uar"] for r in runs])
-    out["per_class_recall"] = {c: spread([r["test"]["per_class"][c]["recall"] for r in runs
-                                          if r["test"]["per_class"][c]["support"]]) for c in classes
-                               if any(r["test"]["per_class"][c]["support"] for r in runs)}  # fmt: skip
-    if all("parts" in r for r in runs):  # model.stats_head: each averaged model alone
-        out["parts"] = {name: {"val_uar": spread([r["parts"][name]["val"]["uar"] for r in runs]),
-                               **{f"test_{m}": spread([r["parts"][name]["test"][m] for r in runs])
-                                  for m in METRICS}}
-                        for name in runs[0]["parts"]}  # fmt: skip
-    ensemble = seed_ensemble(runs, classes)
-    if ensemble:  # several seeds per fold: also the score of the mean of their probabilities
-        out["seed_ensemble"] = ensemble
-    out["runs"] = [{k: r[k] for k in ("fold", "seed", "test_actors", "val_actors", "select_actors", "epochs_run",
-                                      "best_epoch", "params", "train_windows") if k in r}
-                   | {"train_seconds": round(r["train_seconds"], 1),
-                                  **{f"test_{m}": r["test"][m] for m in METRICS}, "val_uar": r["val"]["uar"]}
-                   | ({"select_uar": r["select"]["uar"]} if "select" in r else {})
-                   | ({"stats_head_C": r["stats_head"]["C"]} if "stats_head" in r else {})
-                   for r in runs]  # fmt: skip
-    return out
-
-
-def seed_ensemble(runs: list[dict], classes: list[str], role: str = "test") -> dict | None:
-    """Score each fold's mean of its runs' probabilities (one setting, several seeds): mean ± std over folds.
-
-    Args:
-        runs: records with `fold` and `<role>_probs`/`<role>_y` (from `run_split` or `load_probs`).
-        role: "test" or "select".
-
-    Returns:
-        {metric: spread over folds}, or None when no fold has more than one run.
-
-    Raises:
-        ValueError: when a fold's runs scored different clips, so their probabilities do not line up.
-    """
-    from ser.evaluate import score
-
-    folds = sorted({r["fold"] for r in runs})
-    if len(runs) <= len(folds):
-        return None
-    scores = []
-    for f in folds:
-        group = [r for r in runs if r["fold"] == f]
-        labels = [r[f"{role}_y"] for r in group]
-        if any(not np.array_equal(labels[0], y) for y in labels[1:]):
-            raise ValueError(f"fold {f}: its runs scored different {role} clips (other folds, actors or corpus?); "
-                             "their probabilities cannot be averaged")  # fmt: skip
-        probs = np.mean([r[f"{role}_probs"] for r in group], axis=0)
-        scores.append(score(labels[0], probs.argmax(1), classes))
-    return {m: spread([s[m] for s in scores]) for m in METRICS}
-
-
-def save_probs(runs: list[dict], path: Path) -> None:
-    """Each run's test (and selection) probabilities and labels, as `path` (.npz, replaced atomically).
-
-    Seeds run as separate processes (`parallel_bench.py`) are averaged from these files afterwards.
-    """
-    from ser.io import atomic_path
-
-    arrays = {f"f{r['fold']}-s{r['seed']}-{key}": r[key] for r in runs
-              for key in ("test_probs", "test_y", "select_probs", "select_y") if key in r}  # fmt: skip
-    with atomic_path(path) as tmp, tmp.open("wb") as fh:
-        np.savez_compressed(fh, **arrays)
-
-
-def load_probs(path: Path) -> list[dict]:
-    """The run records `save_probs` wrote: fold, seed and the probability/label arrays."""
-    runs: dict[tuple[int, int], dict] = {}
-    with np.load(path) as data:
-        for name in data.files:
-            fold, seed, key = name.split("-", 2)
-            run = runs.setdefault((int(fold[1:]), int(seed[1:])), {"fold": int(fold[1:]), "seed": int(seed[1:])})
-            run[key] = data[name]
-    return list(runs.values())
 
 
 def measure_cost(params, runs: list[dict], model_dir: Path, corpus_dir: Path, clips) -> dict:
@@ -129,11 +41,10 @@ def measure_cost(params, runs: list[dict], model_dir: Path, corpus_dir: Path, cl
         runs: the per-run records (`summarise(...)["runs"]` plus `params`/`train_windows`).
         model_dir: a saved model (the first run's) for the inference timings.
     """
-    from features_bench import feature_throughput
-
+    from bench.features_bench import feature_throughput
     from ser.audio import fixed_window, load_audio
     from ser.features import extract
-    from ser.serving_model import Predictor
+    from ser.serving.predictor import Predictor
 
     f = params.features
     paths = [corpus_dir / p for p in clips["path"].iloc[:: max(1, len(clips) // 256)][:256]]
@@ -141,11 +52,13 @@ def measure_cost(params, runs: list[dict], model_dir: Path, corpus_dir: Path, cl
     windows = np.stack([fixed_window(w, f.sample_rate, f.offset, f.duration) for w in waves])
     cost = {"features": feature_throughput(windows, f, repeats=5)}
     epoch_s = [r["train_seconds"] / r["epochs_run"] for r in runs]
-    cost["training"] = {"seconds_per_epoch_median": float(np.median(epoch_s)),
-                        "seconds_per_run_median": float(np.median([r["train_seconds"] for r in runs])),
-                        "seconds_all_runs": float(sum(r["train_seconds"] for r in runs)),
-                        "epochs_median": float(np.median([r["epochs_run"] for r in runs])),
-                        "train_windows": runs[0]["train_windows"]}  # fmt: skip
+    cost["training"] = {
+        "seconds_per_epoch_median": float(np.median(epoch_s)),
+        "seconds_per_run_median": float(np.median([r["train_seconds"] for r in runs])),
+        "seconds_all_runs": float(sum(r["train_seconds"] for r in runs)),
+        "epochs_median": float(np.median([r["epochs_run"] for r in runs])),
+        "train_windows": runs[0]["train_windows"],
+    }
     cost["model_parameters"] = runs[0]["params"]
     predictor = Predictor(model_dir, max_batch=32)
     single = []
@@ -160,8 +73,10 @@ def measure_cost(params, runs: list[dict], model_dir: Path, corpus_dir: Path, cl
         for i in range(0, len(windows), 32):
             predictor.infer(extract(windows[i : i + 32], f))
         batched.append((time.perf_counter() - t0) / len(windows))
-    cost["inference_ms_per_clip"] = {"single": 1e3 * float(np.median(single)),
-                                     "batched_32": 1e3 * float(np.median(batched))}  # fmt: skip
+    cost["inference_ms_per_clip"] = {
+        "single": 1e3 * float(np.median(single)),
+        "batched_32": 1e3 * float(np.median(batched)),
+    }
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     cost["peak_memory_mb"] = {"benchmark_process": round(rss), "largest_worker": round(kids)}
@@ -184,7 +99,7 @@ def host() -> dict:
     """What ran the benchmark: commit, CPUs, GPUs, Keras backend."""
     import keras
 
-    from ser.placement import visible_gpus
+    from ser.training.placement import visible_gpus
 
     def git(*args: str) -> str:
         try:
@@ -194,24 +109,44 @@ def host() -> dict:
 
     commit = git("rev-parse", "--short", "HEAD") or os.environ.get("SER_COMMIT", "unknown")
     dirty = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit + ("+changes" if dirty else ""), "cpus": os.cpu_count(), "cpu_model": cpu_model(),
-            "machine": platform.machine(), "gpus": visible_gpus(),
-            "keras_backend": keras.backend.backend()}  # fmt: skip
+    return {
+        "commit": commit + ("+changes" if dirty else ""),
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "machine": platform.machine(),
+        "gpus": visible_gpus(),
+        "keras_backend": keras.backend.backend(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", type=Path, default=CORPUS, help="RAVDESS-layout folder (default: %(default)s)")
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
-    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a params key, e.g. --set train.epochs=60 (repeatable)")
+    ap.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a params key, e.g. --set train.epochs=60 (repeatable)",
+    )
     ap.add_argument("--folds", type=int, default=6)
-    ap.add_argument("--only-folds", type=lambda s: [int(x) for x in s.split(",")], default=None,
-                    help="run just these 0-based folds (a quick look; the table then covers fewer actors)")
+    ap.add_argument(
+        "--only-folds",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=None,
+        help="run just these 0-based folds (a quick look; the table then covers fewer actors)",
+    )
     ap.add_argument("--seeds", type=int, default=1, help="training seeds per fold")
-    ap.add_argument("--select-actors", type=int, default=0, metavar="N",
-                    help="(a) only: hold N more training actors out, scored only, to compare settings without "
-                         "the bias of the validation actors that early stopping chose the epoch on")  # fmt: skip
+    ap.add_argument(
+        "--select-actors",
+        type=int,
+        default=0,
+        metavar="N",
+        help="(a) only: hold N more training actors out, scored only, to compare settings without "
+        "the bias of the validation actors that early stopping chose the epoch on",
+    )
     ap.add_argument("--protocols", default="speaker,article,cost")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
     ap.add_argument("--cache", type=Path, default=ROOT / "data" / "cache" / "bench", help="feature cache")
@@ -221,15 +156,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: the RAVDESS corpus is not at {args.corpus} (pass --corpus DIR; see README 'Benchmark')")
         return 0
 
-    from ser.benchmark import article_split, prepare, speaker_folds
+    from bench.protocols import article_split, prepare, speaker_folds
     from ser.config import load_params, override
     from ser.io import read_json
-    from ser.train import save_model
+    from ser.training.train import save_model
 
     params = override(load_params(args.params), args.sets)
     protocols = set(args.protocols.split(","))
     start = time.perf_counter()
-    command = " ".join(["python bench/ravdess_bench.py", *(argv if argv is not None else sys.argv[1:])])
+    command = " ".join(["python -m bench.ravdess_bench", *(argv if argv is not None else sys.argv[1:])])
     if protocols == {"cost"}:  # re-measure cost for an earlier run's results (no training)
         res = read_json(args.out / "results.json")
         runs = res.get("speaker", res.get("article"))["runs"]
@@ -239,9 +174,13 @@ def main(argv: list[str] | None = None) -> int:
         res["cost"]["remeasured"] = {"host": host(), "command": command}
         return write_results(res, args.out)
     corpus = prepare(args.corpus, params, args.cache)
-    res = {"command": command,
-           "host": host(), "params": params.model_dump(by_alias=True), "clips": len(corpus.clips),
-           "dropped": corpus.dropped}  # fmt: skip
+    res = {
+        "command": command,
+        "host": host(),
+        "params": params.model_dump(by_alias=True),
+        "clips": len(corpus.clips),
+        "dropped": corpus.dropped,
+    }
     speaker = []
     if "speaker" in protocols:
         speaker = list(speaker_folds(corpus, params, args.folds, args.seeds, args.only_folds, args.select_actors))
@@ -256,14 +195,21 @@ def main(argv: list[str] | None = None) -> int:
     if "article" in protocols:
         article = list(article_split(corpus, params, args.seeds))
         res["article"] = summarise(article, article[0]["stats"]["classes"])
-        res["article_protocol"] = ("7 classes (calm dropped), clips shuffled regardless of actor: 20 % test, "
-                                   "10 % validation, 70 % training; one split per seed.")  # fmt: skip
+        res["article_protocol"] = (
+            "7 classes (calm dropped), clips shuffled regardless of actor: 20 % test, "
+            "10 % validation, 70 % training; one split per seed."
+        )
         speaker = speaker or article
     if params.train.refit:
-        chosen = (" once the validation clips had chosen the head's C" if params.model.stats_head
-                  else " (the cosine schedule chooses nothing on them)")  # fmt: skip
-        note = (" train.refit: the final models trained on the training and validation clips together"
-                f"{chosen}, so validation scores are on seen clips.")  # fmt: skip
+        chosen = (
+            " once the validation clips had chosen the head's C"
+            if params.model.stats_head
+            else " (the cosine schedule chooses nothing on them)"
+        )
+        note = (
+            " train.refit: the final models trained on the training and validation clips together"
+            f"{chosen}, so validation scores are on seen clips."
+        )
         for key in {"speaker_protocol", "article_protocol"} & set(res):
             res[key] += note
     res["wall_seconds"] = time.perf_counter() - start
@@ -277,8 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_results(res: dict, out: Path) -> int:
     """results.json and results.md under `out` (each replaced atomically); the markdown also to stdout."""
-    from ravdess_report import markdown
-
+    from bench.ravdess_report import markdown
     from ser.io import atomic_path, write_json
 
     out.mkdir(parents=True, exist_ok=True)

@@ -23,29 +23,62 @@ def protocol_table(title: str, protocol: str, s: dict) -> list[str]:
     lines = [f"## {title}\n", protocol + "\n", row("metric", "mean ± std (%)", "min", "max", "runs"), row(*"-----")]
     lines += [row(m, pm(s[m]), f"{100 * s[m]['min']:.1f}", f"{100 * s[m]['max']:.1f}", s[m]["n"]) for m in METRICS]
     for m in METRICS if "seed_ensemble" in s else ():
-        lines.append(row(f"{m}, mean of the seeds' probabilities", pm(s["seed_ensemble"][m]), "", "",
-                         s["seed_ensemble"][m]["n"]))  # fmt: skip
-    lines.append(row("validation UAR (early stopping and model selection)", pm(s["val_uar"]), "", "",
-                     s["val_uar"]["n"]))  # fmt: skip
+        lines.append(
+            row(f"{m}, mean of the seeds' probabilities", pm(s["seed_ensemble"][m]), "", "", s["seed_ensemble"][m]["n"])
+        )
+    lines.append(
+        row("validation UAR (early stopping and model selection)", pm(s["val_uar"]), "", "", s["val_uar"]["n"])
+    )
     if "select_uar" in s:
-        lines.append(row("selection UAR (held-out actors, never trained or stopped on)", pm(s["select_uar"]),
-                         f"{100 * s['select_uar']['min']:.1f}", f"{100 * s['select_uar']['max']:.1f}",
-                         s["select_uar"]["n"]))  # fmt: skip
+        lines.append(
+            row(
+                "selection UAR (held-out actors, never trained or stopped on)",
+                pm(s["select_uar"]),
+                f"{100 * s['select_uar']['min']:.1f}",
+                f"{100 * s['select_uar']['max']:.1f}",
+                s["select_uar"]["n"],
+            )
+        )
     lines.append("")
     if "parts" in s:  # model.stats_head: what each averaged model scores alone
-        lines += ["Averaged models alone (`model.stats_head`):\n", row("model", "validation UAR", "test accuracy",
-                  "test UAR", "test macro-F1"), row(*"-----")]  # fmt: skip
+        lines += [
+            "Averaged models alone (`model.stats_head`):\n",
+            row("model", "validation UAR", "test accuracy", "test UAR", "test macro-F1"),
+            row(*"-----"),
+        ]
         lines += [row(name, pm(p["val_uar"]), *(pm(p[f"test_{m}"]) for m in METRICS)) for name, p in s["parts"].items()]
         lines.append("")
     lines += ["Per-class recall (%): " + ", ".join(f"{c} {pm(v)}" for c, v in s["per_class_recall"].items()), ""]
     extra = ["select actors", "select UAR"] if "select_uar" in s else []
-    lines += [row("fold", "seed", "test actors", "val actors", *extra, "epochs (best)", "train s", "accuracy", "UAR",
-                  "macro-F1"), row(*"-" * (9 + len(extra)))]  # fmt: skip
+    lines += [
+        row(
+            "fold",
+            "seed",
+            "test actors",
+            "val actors",
+            *extra,
+            "epochs (best)",
+            "train s",
+            "accuracy",
+            "UAR",
+            "macro-F1",
+        ),
+        row(*"-" * (9 + len(extra))),
+    ]
     for r in s["runs"]:
         held = [r["select_actors"], f"{100 * r['select_uar']:.1f}"] if extra else []
-        lines.append(row(r["fold"], r["seed"], r.get("test_actors", "random 20 %"), r.get("val_actors", "random 10 %"),
-                         *held, f"{r['epochs_run']} ({r['best_epoch']})", f"{r['train_seconds']:.0f}",
-                         *(f"{100 * r[f'test_{m}']:.1f}" for m in METRICS)))  # fmt: skip
+        lines.append(
+            row(
+                r["fold"],
+                r["seed"],
+                r.get("test_actors", "random 20 %"),
+                r.get("val_actors", "random 10 %"),
+                *held,
+                f"{r['epochs_run']} ({r['best_epoch']})",
+                f"{r['train_seconds']:.0f}",
+                *(f"{100 * r[f'test_{m}']:.1f}" for m in METRICS),
+            )
+        )
     return lines + [""]
 
 
@@ -54,36 +87,60 @@ def cost_table(c: dict) -> list[str]:
     fe, tr, inf, mem = c["features"], c["training"], c["inference_ms_per_clip"], c["peak_memory_mb"]
     again = c.get("remeasured")
     where = f" on {again['host']['cpu_model']}" if again and "cpu_model" in again["host"] else ""
-    note = [f"Features, inference and memory re-measured at commit {again['host']['commit']}{where} "
-            f"(`{again['command']}`); training figures from the run above.\n"] if again else []  # fmt: skip
-    return ["## (c) cost\n", *note, row("what", "value"), row("---", "---"),
-            row("log-mel features, `ser.features.logmel` (batches)",
-                f"{fe['logmel_clips_per_s']:.0f} clips/s ({fe['logmel_ms_per_clip']:.2f} ms per clip)"),
-            row("plain per-clip librosa loop, same run",
-                f"{fe['librosa_clips_per_s']:.0f} clips/s ({fe['librosa_ms_per_clip']:.2f} ms per clip)"),
-            row("speed-up (max abs difference)", f"{fe['ratio']:.1f}x ({fe['max_abs_db_diff']:.1e} dB)"),
-            row("training, seconds per epoch (median)",
-                f"{tr['seconds_per_epoch_median']:.1f} ({tr['train_windows']} windows)"),
-            row("training, seconds per run (median; epochs)",
-                f"{tr['seconds_per_run_median']:.0f} ({tr['epochs_median']:.0f})"),
-            row("training, all runs", f"{tr['seconds_all_runs'] / 60:.1f} min"),
-            row("model parameters", f"{c['model_parameters']:,}"),
-            row("inference, one clip (features + model)", f"{inf['single']:.1f} ms"),
-            row("inference, batches of 32 (features + model)", f"{inf['batched_32']:.2f} ms per clip"),
-            row("peak memory (benchmark process; largest worker)",
-                f"{mem['benchmark_process']} MB; {mem['largest_worker']} MB"), ""]  # fmt: skip
+    note = (
+        [
+            f"Features, inference and memory re-measured at commit {again['host']['commit']}{where} "
+            f"(`{again['command']}`); training figures from the run above.\n"
+        ]
+        if again
+        else []
+    )
+    return [
+        "## (c) cost\n",
+        *note,
+        row("what", "value"),
+        row("---", "---"),
+        row(
+            "log-mel features, `ser.features.logmel` (batches)",
+            f"{fe['logmel_clips_per_s']:.0f} clips/s ({fe['logmel_ms_per_clip']:.2f} ms per clip)",
+        ),
+        row(
+            "plain per-clip librosa loop, same run",
+            f"{fe['librosa_clips_per_s']:.0f} clips/s ({fe['librosa_ms_per_clip']:.2f} ms per clip)",
+        ),
+        row("speed-up (max abs difference)", f"{fe['ratio']:.1f}x ({fe['max_abs_db_diff']:.1e} dB)"),
+        row(
+            "training, seconds per epoch (median)",
+            f"{tr['seconds_per_epoch_median']:.1f} ({tr['train_windows']} windows)",
+        ),
+        row(
+            "training, seconds per run (median; epochs)",
+            f"{tr['seconds_per_run_median']:.0f} ({tr['epochs_median']:.0f})",
+        ),
+        row("training, all runs", f"{tr['seconds_all_runs'] / 60:.1f} min"),
+        row("model parameters", f"{c['model_parameters']:,}"),
+        row("inference, one clip (features + model)", f"{inf['single']:.1f} ms"),
+        row("inference, batches of 32 (features + model)", f"{inf['batched_32']:.2f} ms per clip"),
+        row(
+            "peak memory (benchmark process; largest worker)",
+            f"{mem['benchmark_process']} MB; {mem['largest_worker']} MB",
+        ),
+        "",
+    ]
 
 
 def markdown(res: dict) -> str:
     """The whole results page."""
     h = res["host"]
     cpu = f" ({h['cpu_model']})" if "cpu_model" in h else ""  # results written before it was recorded lack it
-    lines = [f"# RAVDESS benchmark\n\nCommand: `{res['command']}`  ",
-             f"Commit {h['commit']}, {h['cpus']} CPUs{cpu}, GPUs: {h['gpus'] or 'none'}"
-             f"{' (' + h['device'] + ')' if 'device' in h else ''}, "
-             f"Keras backend {h.get('keras_backend', 'tensorflow')}; "
-             f"wall time {res['wall_seconds'] / 60:.1f} min.  ",
-             f"Clips: {res['clips']}; left out: {'; '.join(res['dropped']) or 'none'}.\n"]  # fmt: skip
+    lines = [
+        f"# RAVDESS benchmark\n\nCommand: `{res['command']}`  ",
+        f"Commit {h['commit']}, {h['cpus']} CPUs{cpu}, GPUs: {h['gpus'] or 'none'}"
+        f"{' (' + h['device'] + ')' if 'device' in h else ''}, "
+        f"Keras backend {h.get('keras_backend', 'tensorflow')}; "
+        f"wall time {res['wall_seconds'] / 60:.1f} min.  ",
+        f"Clips: {res['clips']}; left out: {'; '.join(res['dropped']) or 'none'}.\n",
+    ]
     for key, title in (("speaker", "(a) speaker-independent, 8 classes"), ("article", "(b) the article's protocol")):
         if key in res:
             lines += protocol_table(title, res[key + "_protocol"], res[key])

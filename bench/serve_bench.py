@@ -12,7 +12,7 @@ Variants: `batched` (EmotionService, adaptive batching), `direct`
 and `naive` (`NaiveService` below: decode, `logmel`, Keras `model.predict`
 per request, the way a first service would be written).
 
-    BENTOML_HOME=... python bench/serve_bench.py --duration 60 --concurrency 16 \
+    BENTOML_HOME=... python -m bench.serve_bench --duration 60 --concurrency 16 \
         --out reports/serve_bench.json
 """
 
@@ -21,21 +21,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ser.io import write_json  # noqa: E402
-from ser.serving_testing import Served, wav_bytes  # noqa: E402
+from ser.io import write_json
+from tests.support import Served, wav_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = {"batched": ("ser.service:EmotionService", {"SER_BATCHING": "inprocess"}),
-            "unbatched": ("ser.service:EmotionService", {"SER_BATCHING": "off"}),
-            "bentoml-adaptive": ("ser.service:EmotionService", {"SER_BATCHING": "bentoml"}),
-            "naive": ("bench.naive_service:NaiveService", {})}  # fmt: skip
+VARIANTS = {
+    "batched": ("ser.serving.service:EmotionService", {"SER_BATCHING": "inprocess"}),
+    "unbatched": ("ser.serving.service:EmotionService", {"SER_BATCHING": "off"}),
+    "bentoml-adaptive": ("ser.serving.service:EmotionService", {"SER_BATCHING": "bentoml"}),
+    "naive": ("bench.naive_service:NaiveService", {}),
+}
 
 
 def clip_bytes(seconds: float = 3.5, rate: int = 16000) -> bytes:
@@ -91,9 +91,15 @@ async def drive(url: str, data: bytes, seconds: float, concurrency: int) -> dict
         elapsed = time.perf_counter() - t0
     lat = np.array(latencies or [np.nan])
     p50, p99 = (round(float(np.percentile(lat, q)), 1) for q in (50, 99))
-    return {"requests": len(latencies), "errors": len(errors), "error_kinds": sorted(set(errors)),
-            "seconds": round(elapsed, 1), "rps": round(len(latencies) / elapsed, 1),
-            "p50_ms": p50, "p99_ms": p99}  # fmt: skip
+    return {
+        "requests": len(latencies),
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors)),
+        "seconds": round(elapsed, 1),
+        "rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": p50,
+        "p99_ms": p99,
+    }
 
 
 def bench_variant(name: str, data: bytes, args: argparse.Namespace) -> dict:
@@ -102,6 +108,7 @@ def bench_variant(name: str, data: bytes, args: argparse.Namespace) -> dict:
     served = Served(target, env=env, cwd=ROOT)
     with served as base:
         proc, url = served.proc, f"{base}/predict"
+        assert proc is not None  # Served.__enter__ started the process
         rss_start = rss_mb(proc.pid)
         asyncio.run(drive(url, data, 2.0, 2))  # warm the connection pool and the allocator
         single = asyncio.run(drive(url, data, args.single_seconds, 1))
@@ -112,10 +119,13 @@ def bench_variant(name: str, data: bytes, args: argparse.Namespace) -> dict:
         load["client_cpu_ms_per_req"] = round((sum(os.times()[:2]) - client0) * 1000 / n, 2)
         rss_end = rss_mb(proc.pid)
     result = {"single": single, "load": load, "rss_start_mb": round(rss_start), "rss_end_mb": round(rss_end)}
-    print(f"{name:8s} single p50 {single['p50_ms']:6.1f} ms p99 {single['p99_ms']:6.1f} ms | "
-          f"load {load['rps']:6.1f} req/s, {load['errors']} errors, p50 {load['p50_ms']:.1f} ms "
-          f"p99 {load['p99_ms']:.1f} ms, server CPU {load['server_cpu_ms_per_req']} ms/req | "
-          f"RSS {rss_start:.0f} -> {rss_end:.0f} MiB", flush=True)  # fmt: skip
+    print(
+        f"{name:8s} single p50 {single['p50_ms']:6.1f} ms p99 {single['p99_ms']:6.1f} ms | "
+        f"load {load['rps']:6.1f} req/s, {load['errors']} errors, p50 {load['p50_ms']:.1f} ms "
+        f"p99 {load['p99_ms']:.1f} ms, server CPU {load['server_cpu_ms_per_req']} ms/req | "
+        f"RSS {rss_start:.0f} -> {rss_end:.0f} MiB",
+        flush=True,
+    )
     return result
 
 
@@ -128,8 +138,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     data = clip_bytes()
-    results = {"cpus": os.cpu_count(), "clip": "3.5 s 16 kHz mono WAV", "duration_s": args.duration,
-               "concurrency": args.concurrency, "variants": {}}  # fmt: skip
+    results = {
+        "cpus": os.cpu_count(),
+        "clip": "3.5 s 16 kHz mono WAV",
+        "duration_s": args.duration,
+        "concurrency": args.concurrency,
+        "variants": {},
+    }
     for name in args.variants.split(","):
         results["variants"][name] = bench_variant(name, data, args)
     if "naive" in results["variants"]:

@@ -8,7 +8,7 @@ warm bytecode cache (PYTHONPYCACHEPREFIX, for environments that set
 PYTHONDONTWRITEBYTECODE), and in-process once GX is imported. Then prints what
 the contract flagged. Skips with a message when the corpus is absent.
 
-    python bench/validate_bench.py [--runs 3] [--workers 2]
+    python -m bench.validate_bench [--runs 3] [--workers 2]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ CHILD = """
 import sys, time, yaml
 from pathlib import Path
 from ser.config import parse_params
-from ser.validate import validate_raw
+from ser.data.validate import validate_raw
 raw = yaml.safe_load(Path("params.yaml").read_text())
 raw["validate"].update(mode="quarantine", min_rms_dbfs=-70.0)
 out = Path(sys.argv[1])
@@ -62,32 +62,44 @@ def main() -> None:
     if not (CORPUS / "Actor_01").is_dir():
         print(f"skipped: real RAVDESS not found at {CORPUS} (needs ../shared/data/ravdess-speech-16k)")
         return
-    sys.path.insert(0, str(ROOT))
     logging.getLogger("ser").setLevel(logging.ERROR)  # "skipped 2 non-audio file(s)" (README, MANIFEST) each run
-    from ser.ingest import build_manifest
+    from ser.data.ingest import build_manifest
 
     out = Path(tempfile.mkdtemp(prefix="validate_bench-"))
     manifest = build_manifest(CORPUS, args.workers)
     manifest.to_csv(out / "manifest.csv", index=False)
-    rows = [(f"ingest measurement (build_manifest, {len(manifest)} clips, {args.workers} threads)",
-             median_time(lambda: build_manifest(CORPUS, args.workers), args.runs))]  # fmt: skip
+    rows = [
+        (
+            f"ingest measurement (build_manifest, {len(manifest)} clips, {args.workers} threads)",
+            median_time(lambda: build_manifest(CORPUS, args.workers), args.runs),
+        )
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    rows.append(("validate_raw, fresh process (as the DVC stage; GX import included)",
-                 median_time(lambda: child(out, env), args.runs)))  # fmt: skip
+    rows.append(
+        (
+            "validate_raw, fresh process (as the DVC stage; GX import included)",
+            median_time(lambda: child(out, env), args.runs),
+        )
+    )
     cached = {**env, "PYTHONPYCACHEPREFIX": str(out / "pycache"), "PYTHONDONTWRITEBYTECODE": ""}
     child(out, cached)  # warms the bytecode cache
     warm = median_time(lambda: child(out, cached), args.runs)
     rows.append(("validate_raw, fresh process, warm bytecode cache", warm))
     from ser.config import load_params
-    from ser.validate import validate_raw
+    from ser.data.validate import validate_raw
 
     params = load_params(ROOT / "params.yaml")
-    params = params.model_copy(update={"contract": params.contract.model_copy(
-        update={"mode": "quarantine", "min_rms_dbfs": -70.0})})  # fmt: skip
+    params = params.model_copy(
+        update={"contract": params.contract.model_copy(update={"mode": "quarantine", "min_rms_dbfs": -70.0})}
+    )
     paths = [out / n for n in ("accepted.csv", "quarantine.csv", "raw.json", "raw.html")]
     validate_raw(params, out / "manifest.csv", *paths)  # imports GX once
-    rows.append(("validate_raw, in-process (GX already imported)",
-                 median_time(lambda: validate_raw(params, out / "manifest.csv", *paths), args.runs)))  # fmt: skip
+    rows.append(
+        (
+            "validate_raw, in-process (GX already imported)",
+            median_time(lambda: validate_raw(params, out / "manifest.csv", *paths), args.runs),
+        )
+    )
     print(f"\nmedian of {args.runs} runs on {os.cpu_count()} cores, corpus {CORPUS}\n")
     width = max(len(name) for name, _ in rows)
     for name, seconds in rows:

@@ -7,7 +7,7 @@ reduced to each state dimension's mean and standard deviation over the window, a
 the validation actors' UAR, is fitted on the training actors and scores the test actors. Choose layers on the
 validation column; the test columns are for the record.
 
-    .venv/bin/python bench/whisper_probe.py --specs 6 5 4 3 2 1 0 3,4 2,3,4 --out reports/whisper-probe
+    .venv/bin/python -m bench.whisper_probe --specs 6 5 4 3 2 1 0 3,4 2,3,4 --out reports/whisper-probe
 
 Writes `results.md`, `results.json` and each set's test probabilities (`probs-3_4.npz`, in the benchmark's
 `probs.npz` layout) under --out; without the corpus it prints `skipped: ...` and exits 0.
@@ -20,22 +20,26 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "data" / "ravdess-speech-16k"
 
 
-def pooled_layers(corpus_dir: Path, params) -> tuple[np.ndarray, object]:
+def pooled_layers(corpus_dir: Path, params) -> tuple[np.ndarray, pd.DataFrame]:
     """(clips, 7 layers, 2 x 512): each layer's per-dimension mean and std over the window; and the clip index."""
-    from ser.benchmark import usable_clips
+    from bench.protocols import usable_clips
     from ser.config import FeatureParams
+    from ser.data.featurize import window_clips
+    from ser.data.ingest import build_manifest
     from ser.features import extract
-    from ser.featurize import window_clips
-    from ser.ingest import build_manifest
-    from ser.stats_head import clip_stats
-    from ser.whisper import WIDTH
+    from ser.features.whisper import WIDTH
+    from ser.training.stats_head import clip_stats
 
     clips, _ = usable_clips(build_manifest(corpus_dir, workers=params.features.workers))
     index, waves = window_clips(clips, corpus_dir, np.zeros(len(clips), int), params.features, params.augment)
@@ -59,12 +63,12 @@ def parse_spec(spec: str) -> list[int]:
 def probe(x: np.ndarray, y: np.ndarray, folds: list[dict]) -> dict:
     """Per fold: C chosen on validation UAR, then test accuracy and UAR of the training actors' fit.
 
-    The fit is the pipeline's statistics head (`ser.stats_head.fit_linear`, `model.stats_head`).
+    The fit is the pipeline's statistics head (`ser.training.stats_head.fit_linear`, `model.stats_head`).
     """
-    from ravdess_bench import spread
     from sklearn.metrics import accuracy_score, recall_score
 
-    from ser.stats_head import fit_linear
+    from bench.results import spread
+    from ser.training.stats_head import fit_linear
 
     rows = []
     for fold in folds:
@@ -72,13 +76,25 @@ def probe(x: np.ndarray, y: np.ndarray, folds: list[dict]) -> dict:
         scaler, classifier, report = fit_linear(x[tr], y[tr], x[va], y[va])
         probs = classifier.predict_proba(scaler.transform(x[te]))
         pred = classifier.classes_[probs.argmax(1)]
-        rows.append({"fold": fold["fold"], "C": report["C"], "val_uar": report["val_uar"], "seed": 0,
-                     "accuracy": accuracy_score(y[te], pred), "uar": recall_score(y[te], pred, average="macro"),
-                     "test_probs": probs, "test_y": y[te]})  # fmt: skip
+        rows.append(
+            {
+                "fold": fold["fold"],
+                "C": report["C"],
+                "val_uar": report["val_uar"],
+                "seed": 0,
+                "accuracy": accuracy_score(y[te], pred),
+                "uar": recall_score(y[te], pred, average="macro"),
+                "test_probs": probs,
+                "test_y": y[te],
+            }
+        )
     keys = ("val_uar", "accuracy", "uar")
     spreads = {k: spread([r[k] for r in rows]) for k in keys}
-    return {"folds": rows, **{f"{k}_mean": spreads[k]["mean"] for k in keys},
-            **{f"{k}_std": spreads[k]["std"] for k in keys}}  # fmt: skip
+    return {
+        "folds": rows,
+        **{f"{k}_mean": spreads[k]["mean"] for k in keys},
+        **{f"{k}_std": spreads[k]["std"] for k in keys},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,13 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.corpus.is_dir():
         print(f"skipped: the RAVDESS corpus is not at {args.corpus} (pass --corpus DIR; see README 'Benchmark')")
         return 0
-    sys.path.insert(0, str(ROOT / "bench"))
-    from ravdess_bench import host, save_probs
-
-    from ser.benchmark import fold_actors
+    from bench.protocols import fold_actors
+    from bench.ravdess_bench import host
+    from bench.results import save_probs
     from ser.config import load_params
     from ser.io import atomic_path, write_json
-    from ser.stats_head import C_GRID
+    from ser.training.stats_head import C_GRID
 
     params = load_params(args.params)
     start = time.perf_counter()
@@ -108,9 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     classes = params.data.classes
     y = index["emotion"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     actor = index["actor"].astype(int).to_numpy()
-    folds = [{"fold": f, **{role: np.isin(actor, group) for role, group in roles.items()}}
-             for f, roles in fold_actors(sorted(set(actor.tolist())), params, args.folds)]  # fmt: skip
-    results = {}
+    folds = [
+        {"fold": f, **{role: np.isin(actor, group) for role, group in roles.items()}}
+        for f, roles in fold_actors(sorted(set(actor.tolist())), params, args.folds)
+    ]
+    results: dict[str, dict[str, Any]] = {}
     for spec in args.specs:
         layers = parse_spec(spec)
         results[spec] = {"layers": layers, **probe(pooled[:, layers].reshape(len(pooled), -1), y, folds)}
@@ -118,24 +135,45 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         save_probs(r["folds"], args.out / f"probs-{spec.replace(',', '_')}.npz")  # as the benchmark's probs.npz
         r["folds"] = [{k: v for k, v in row.items() if not k.startswith("test_")} for row in r["folds"]]
-        logging.info("layers %s: validation UAR %.3f, test accuracy %.3f, UAR %.3f", spec, r["val_uar_mean"],
-                     r["accuracy_mean"], r["uar_mean"])  # fmt: skip
-    command = " ".join(["python bench/whisper_probe.py", *(argv if argv is not None else sys.argv[1:])])
-    res = {"command": command, "host": host(), "clips": len(pooled), "encode_seconds": encode_s,
-           "wall_seconds": time.perf_counter() - start, "C_grid": list(C_GRID), "results": results}  # fmt: skip
+        logging.info(
+            "layers %s: validation UAR %.3f, test accuracy %.3f, UAR %.3f",
+            spec,
+            r["val_uar_mean"],
+            r["accuracy_mean"],
+            r["uar_mean"],
+        )
+    command = " ".join(["python -m bench.whisper_probe", *(argv if argv is not None else sys.argv[1:])])
+    res: dict[str, Any] = {
+        "command": command,
+        "host": host(),
+        "clips": len(pooled),
+        "encode_seconds": encode_s,
+        "wall_seconds": time.perf_counter() - start,
+        "C_grid": list(C_GRID),
+        "results": results,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "results.json", res)
-    lines = ["# Whisper-base layers: linear probe on RAVDESS, protocol (a) folds", "",
-             f"Command: `{command}`  ", f"Commit {res['host']['commit']}, {res['host']['cpus']} CPUs "
-             f"({res['host']['cpu_model']}); {len(pooled)} clips encoded in {encode_s:.0f} s, "
-             f"wall time {res['wall_seconds'] / 60:.1f} min.", "",
-             "Mean and std of each state dimension over the window; logistic regression, C chosen on each fold's "
-             "validation actors. Choose on the validation column.", "",
-             "| layers | validation UAR | test accuracy | test UAR |", "| - | - | - | - |"]  # fmt: skip
+    lines = [
+        "# Whisper-base layers: linear probe on RAVDESS, protocol (a) folds",
+        "",
+        f"Command: `{command}`  ",
+        f"Commit {res['host']['commit']}, {res['host']['cpus']} CPUs "
+        f"({res['host']['cpu_model']}); {len(pooled)} clips encoded in {encode_s:.0f} s, "
+        f"wall time {res['wall_seconds'] / 60:.1f} min.",
+        "",
+        "Mean and std of each state dimension over the window; logistic regression, C chosen on each fold's "
+        "validation actors. Choose on the validation column.",
+        "",
+        "| layers | validation UAR | test accuracy | test UAR |",
+        "| - | - | - | - |",
+    ]
     for spec, r in results.items():
-        lines.append(f"| {spec} | {100 * r['val_uar_mean']:.1f} ± {100 * r['val_uar_std']:.1f} | "
-                     f"{100 * r['accuracy_mean']:.1f} ± {100 * r['accuracy_std']:.1f} | "
-                     f"{100 * r['uar_mean']:.1f} ± {100 * r['uar_std']:.1f} |")  # fmt: skip
+        lines.append(
+            f"| {spec} | {100 * r['val_uar_mean']:.1f} ± {100 * r['val_uar_std']:.1f} | "
+            f"{100 * r['accuracy_mean']:.1f} ± {100 * r['accuracy_std']:.1f} | "
+            f"{100 * r['uar_mean']:.1f} ± {100 * r['uar_std']:.1f} |"
+        )
     with atomic_path(args.out / "results.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -1,6 +1,6 @@
 """Feature extraction on a Prefect task runner: local threads, processes, or a Dask cluster.
 
-`featurize_flow` runs `ser.featurize.featurize` — the code of the `featurize` stage —
+`featurize_flow` runs `ser.data.featurize.featurize` — the code of the `featurize` stage —
 with its per-clip work (`clip_windows`) handed to the task runner that `params.flow`
 names, in chunks of clips. Per-clip seeds make the arrays independent of the runner and
 of the order work finishes in, so the result equals the DVC stage's.
@@ -16,19 +16,20 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from ser.config import FlowParams, load_params
-from ser.featurize import ClipJob, clip_windows, featurize
+from ser.data.featurize import ClipJob, clip_windows, featurize
 
 CHUNKS_PER_WORKER = 4  # several chunks per worker keep the workers evenly busy
 _OPTIONS = {"--params": "params", "--manifest": "manifest", "--audio-dir": "audio_dir", "--out": "out"}
 
 
-def make_task_runner(flow_params: FlowParams, local_processes: bool = True) -> TaskRunner:
+def make_task_runner(flow_params: FlowParams, local_processes: bool = True) -> TaskRunner[Any]:
     """The task runner `params.flow` asks for.
 
     `dask` connects to `flow.dask_address` when set, else starts a local cluster of
@@ -43,8 +44,14 @@ def make_task_runner(flow_params: FlowParams, local_processes: bool = True) -> T
 
     if flow_params.dask_address:
         return DaskTaskRunner(address=flow_params.dask_address)
-    return DaskTaskRunner(cluster_kwargs={"n_workers": flow_params.workers, "threads_per_worker": 1,
-                                          "processes": local_processes, "dashboard_address": None})  # fmt: skip
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": flow_params.workers,
+            "threads_per_worker": 1,
+            "processes": local_processes,
+            "dashboard_address": None,
+        }
+    )
 
 
 def parse_featurize_cmd(cmd: str) -> dict[str, str] | None:
@@ -58,8 +65,12 @@ def parse_featurize_cmd(cmd: str) -> dict[str, str] | None:
     pairs = dict(zip(argv[2::2], argv[3::2], strict=True))
     if not set(pairs) <= set(_OPTIONS):
         return None
-    defaults = {"params": "params.yaml", "manifest": "data/manifest.csv", "audio_dir": "data/raw",
-                "out": "data/features"}  # fmt: skip
+    defaults = {
+        "params": "params.yaml",
+        "manifest": "data/manifest.csv",
+        "audio_dir": "data/raw",
+        "out": "data/features",
+    }
     return defaults | {_OPTIONS[k]: v for k, v in pairs.items()}
 
 
@@ -74,7 +85,7 @@ def runner_mapper(workers: int) -> Callable[[Callable, Iterable], Iterator]:
 
     def mapper(func: Callable, items: Iterable) -> Iterator:
         if func is not clip_windows:
-            raise ValueError("runner_mapper only maps ser.featurize.clip_windows")
+            raise ValueError("runner_mapper only maps ser.data.featurize.clip_windows")
         jobs = list(items)
         n_chunks = max(1, min(len(jobs), workers * CHUNKS_PER_WORKER))
         size = -(-len(jobs) // n_chunks)
@@ -97,7 +108,7 @@ def featurize_flow(params_file: Path, manifest: Path, audio_dir: Path, out: Path
         out: Feature folder to write (replaced atomically).
 
     Returns:
-        Windows per split, as `ser.featurize.featurize` returns it.
+        Windows per split, as `ser.data.featurize.featurize` returns it.
     """
     params = load_params(params_file)
     summary = featurize(params, Path(manifest), Path(audio_dir), Path(out), mapper=runner_mapper(params.flow.workers))

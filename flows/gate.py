@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from ser.config import EvaluateParams
-from ser.evaluate import check_gates
 from ser.io import write_json
+from ser.training.evaluate import check_gates
 
 GATE_FILE = "reports/gate.json"
 CHAMPION_FILE = "reports/champion.json"
@@ -44,17 +44,21 @@ def decide(metrics: dict, params: EvaluateParams, champion: dict | None, candida
     if champion is None:
         notes.append("no champion yet: absolute gates only")
     elif champion.get("split_id") != candidate["split_id"]:
-        notes.append(f"champion was scored on another test split ({champion.get('split_id')}, candidate "
-                     f"{candidate['split_id']}): absolute gates only")  # fmt: skip
+        notes.append(
+            f"champion was scored on another test split ({champion.get('split_id')}, candidate "
+            f"{candidate['split_id']}): absolute gates only"
+        )
     else:
         for key in COMPARED:
             best = champion["metrics"][key]
             if metrics[key] < best - params.champion_tolerance:
-                failures.append(f"champion: {key} {metrics[key]:.3f} trails the champion's {best:.3f} by more "
-                                f"than evaluate.champion_tolerance {params.champion_tolerance:.3f}")  # fmt: skip
+                failures.append(
+                    f"champion: {key} {metrics[key]:.3f} trails the champion's {best:.3f} by more "
+                    f"than evaluate.champion_tolerance {params.champion_tolerance:.3f}"
+                )
     return {
         "accepted": not failures,
-        "reason": "; ".join(failures) or "every gate passed",  # one line, for ser.package's refusal
+        "reason": "; ".join(failures) or "every gate passed",  # one line, for ser.serving.package's refusal
         "reasons": failures or ["every gate passed"],
         "notes": notes,
         "metrics": {k: metrics[k] for k in SHOWN},
@@ -93,15 +97,20 @@ def gate_markdown(decision: dict) -> str:
     """The decision as markdown: verdict, metrics vs thresholds vs champion, reasons."""
     champ = (decision["champion"] or {}).get("metrics", {})
     th = decision["thresholds"]
-    lines = [f"## Gate: {'ACCEPTED' if decision['accepted'] else 'REJECTED'}", "",
-             "| metric | candidate | threshold | champion | allowed (champion - tolerance) |",
-             "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"## Gate: {'ACCEPTED' if decision['accepted'] else 'REJECTED'}",
+        "",
+        "| metric | candidate | threshold | champion | allowed (champion - tolerance) |",
+        "|---|---|---|---|---|",
+    ]
     for key, value in decision["metrics"].items():
         floor = th.get(f"min_{key}")
         best = champ.get(key)
         allowed = f"{best - th['champion_tolerance']:.3f}" if best is not None and key in COMPARED else "-"
-        lines.append(f"| {key} | {value:.3f} | {'-' if floor is None else f'{floor:.3f}'} | "
-                     f"{'-' if best is None else f'{best:.3f}'} | {allowed} |")  # fmt: skip
+        lines.append(
+            f"| {key} | {value:.3f} | {'-' if floor is None else f'{floor:.3f}'} | "
+            f"{'-' if best is None else f'{best:.3f}'} | {allowed} |"
+        )
     lines += ["", "**Reasons**", *[f"- {r}" for r in decision["reasons"]]]
     lines += [f"- note: {n}" for n in decision["notes"]]
     return "\n".join(lines) + "\n"

@@ -106,8 +106,9 @@ def dvc(repo: Path, *args: str, logger: logging.Logger | logging.LoggerAdapter |
     Raises:
         StageFailed: the command exited non-zero.
     """
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=subprocess_env(),
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=repo, env=subprocess_env(), capture_output=True, text=True
+    )
     output = (proc.stdout + proc.stderr).strip()
     if output:
         (logger or log).info("dvc %s:\n%s", " ".join(args), output[-6000:])

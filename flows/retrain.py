@@ -20,11 +20,13 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
+from prefect.task_runners import TaskRunner
 from prefect.tasks import exponential_backoff
 
 from flows import gate as gates
@@ -42,8 +44,11 @@ from flows.pipeline import (
 )
 from ser.config import load_params
 
-TRANSIENT = re.compile(r"Could not reach|HTTP (408|429|5\d\d)|broke off|ended early|timed? ?out|Connection|"
-                       r"Temporary failure", re.IGNORECASE)  # fmt: skip
+TRANSIENT = re.compile(
+    r"Could not reach|HTTP (408|429|5\d\d)|broke off|ended early|timed? ?out|Connection|"
+    r"Temporary failure",
+    re.IGNORECASE,
+)
 VALIDATION = ("validate_raw", "validate_features")
 
 
@@ -109,13 +114,19 @@ def gate(repo: Path, stage: Stage, commit: str, version: str | None) -> dict:
     predictions = repo / next((o.path for o in stage.outs if o.path.endswith(".csv")), "reports/predictions.csv")
     metrics = json.loads((repo / metrics_out).read_text())
     model = next((d for d in stage.deps if out_hash(repo, "train", d)), None)
-    candidate = {"model_md5": out_hash(repo, "train", model) if model else None,
-                 "split_id": gates.split_id(predictions), "data_version": version}  # fmt: skip
+    candidate = {
+        "model_md5": out_hash(repo, "train", model) if model else None,
+        "split_id": gates.split_id(predictions),
+        "data_version": version,
+    }
     params = load_params(repo / "params.yaml").evaluate
     decision = gates.decide(metrics, params, gates.read_champion(repo), candidate)
     create_markdown_artifact(gates.gate_markdown(decision), key="retrain-gate", description="Release gate decision")
-    create_table_artifact(gates.confusion_rows(predictions, list(metrics["per_class"])), key="retrain-confusion",
-                          description="Test confusion matrix: rows actual, columns predicted")  # fmt: skip
+    create_table_artifact(
+        gates.confusion_rows(predictions, list(metrics["per_class"])),
+        key="retrain-confusion",
+        description="Test confusion matrix: rows actual, columns predicted",
+    )
     accepted = decision["accepted"]
     gates.save(repo, decision, gates.champion_record(decision, metrics, commit, flow_run.id) if accepted else None)
     get_run_logger().info("gate %s: %s", "accepted" if accepted else "REJECTED", "; ".join(decision["reasons"]))
@@ -124,7 +135,7 @@ def gate(repo: Path, stage: Stage, commit: str, version: str | None) -> dict:
     return decision
 
 
-def _featurize(repo: Path, stage: Stage, params_task_runner: object) -> None:
+def _featurize(repo: Path, stage: Stage, params_task_runner: TaskRunner[Any]) -> None:
     """Featurize on the task runner and commit, or through DVC when the stage's command is unfamiliar."""
     logger = get_run_logger()
     if not stage_changed(repo, stage.name):
@@ -145,13 +156,19 @@ def _record(commit: str, version: str | None, params: dict, done: list[str]) -> 
     create_markdown_artifact(
         f"## Retrain run\n\n| commit | data version | stages |\n|---|---|---|\n| {commit} | {version} | "
         f"{', '.join(done) or '-'} |\n\n```yaml\n{yaml.safe_dump(params, sort_keys=False)}```\n",
-        key="retrain-run", description="Commit, DVC data version and params of this run",
-    )  # fmt: skip
+        key="retrain-run",
+        description="Commit, DVC data version and params of this run",
+    )
 
 
 @flow(name="retrain")
-def retrain(repo: Path = Path("."), overrides: list[str] | None = None, until: str | None = None,
-            pull: bool = False, push: bool = False) -> dict:  # fmt: skip
+def retrain(
+    repo: Path = Path("."),
+    overrides: list[str] | None = None,
+    until: str | None = None,
+    pull: bool = False,
+    push: bool = False,
+) -> dict:
     """Run the pipeline of dvc.yaml as Prefect tasks, gate the model, then package and push it.
 
     Args:
@@ -173,13 +190,16 @@ def retrain(repo: Path = Path("."), overrides: list[str] | None = None, until: s
     commit, dumped = git_commit(repo), params.model_dump(mode="json", by_alias=True)
     logger.info("commit %s, stages %s, params %s", commit, [s.name for s in stages], json.dumps(dumped))
     fp = params.flow
-    io = {"retries": fp.retries, "retry_delay_seconds": exponential_backoff(fp.retry_delay_s) if fp.retries else 0}
+    io: dict[str, Any] = {  # Task.with_options keywords: retries (int), retry_delay_seconds (backoff or 0)
+        "retries": fp.retries,
+        "retry_delay_seconds": exponential_backoff(fp.retry_delay_s) if fp.retries else 0,
+    }
     version, decision, done = data_version(repo, next((s for s in stages if s.name == "ingest"), None)), None, []
     try:
         if pull:
             dvc_pull.with_options(**io, task_run_name="dvc-pull")(repo)
         for stage in stages:
-            named = {"task_run_name": stage.name}
+            named: dict[str, Any] = {"task_run_name": stage.name}
             if stage.name == "ingest":
                 version = get_data.with_options(**io, **named)(repo, stage)
             elif stage.name == "featurize":
@@ -199,8 +219,13 @@ def retrain(repo: Path = Path("."), overrides: list[str] | None = None, until: s
     return {"commit": commit, "data_version": version, "stages": done, "gate": decision}
 
 
-def run_once(repo: Path = Path("."), overrides: list[str] | None = None, until: str | None = None,
-             pull: bool = False, push: bool = False) -> int:  # fmt: skip
+def run_once(
+    repo: Path = Path("."),
+    overrides: list[str] | None = None,
+    until: str | None = None,
+    pull: bool = False,
+    push: bool = False,
+) -> int:
     """Run the flow once (ephemeral API unless PREFECT_API_URL is set).
 
     Returns:
@@ -227,8 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m flows.retrain run|serve`: run once (exit 0 ok, 1 failed), or serve on a schedule."""
     parser = argparse.ArgumentParser(prog="python -m flows.retrain", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["run", "serve"])
-    parser.add_argument("-S", "--set-param", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="params override, written into params.yaml first (as `dvc exp run -S`)")  # fmt: skip
+    parser.add_argument(
+        "-S",
+        "--set-param",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="params override, written into params.yaml first (as `dvc exp run -S`)",
+    )
     parser.add_argument("--repo", type=Path, default=Path("."), help="project to run in")
     parser.add_argument("--until", default=None, help="stop after this stage")
     parser.add_argument("--pull", action="store_true", help="dvc pull before running")
@@ -236,8 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cron", default="0 3 * * 1", help="serve: schedule (cron, server time zone)")
     parser.add_argument("--name", default="scheduled", help="serve: deployment name")
     args = parser.parse_args(argv)
-    kwargs = {"repo": args.repo, "overrides": args.overrides, "until": args.until, "pull": args.pull,
-              "push": args.push}  # fmt: skip
+    kwargs = {"repo": args.repo, "overrides": args.overrides, "until": args.until, "pull": args.pull, "push": args.push}
     if args.command == "serve":
         serve(args.cron, args.name, **kwargs)
         return 0

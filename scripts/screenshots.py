@@ -1,15 +1,15 @@
 """Regenerate docs/img/demo.png: the browser demo after a prediction on a long clip.
 
-Starts `bentoml serve ser.service:EmotionService` on a free 127.0.0.1 port with the packaged model
+Starts `bentoml serve ser.serving.service:EmotionService` on a free 127.0.0.1 port with the packaged model
 (the store in $BENTOML_HOME or ~/bentoml, tag $SER_MODEL_TAG or ser_emotion:latest) unless `--url`
 names a running service; builds a long clip by joining four clips of the pipeline's own corpus
 (data/raw, written by `dvc repro`: synthetic with the default params) from actor 08, a test-split
 actor the model never trained on (neutral, happy, sad, angry; statement 1, take 1), unless `--clip`
 names files; uploads it on the /demo/ page in headless Chromium (Selenium with Debian's chromium +
-chromium-driver, as tests/model/test_demo_browser.py) and saves the whole page as a PNG.
+chromium-driver, as tests/e2e/test_demo_browser.py) and saves the whole page as a PNG.
 
-    .venv/bin/python scripts/screenshots.py
-    .venv/bin/python scripts/screenshots.py --url http://127.0.0.1:3000 --clip a.wav b.flac --out docs/img
+    .venv/bin/python -m scripts.screenshots
+    .venv/bin/python -m scripts.screenshots --url http://127.0.0.1:3000 --clip a.wav b.flac --out docs/img
 """
 
 from __future__ import annotations
@@ -27,12 +27,16 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from tests.support import BROWSER_FLAGS, Served
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CLIPS = [REPO / f"data/raw/Actor_08/03-01-{code}-01-01-08.wav" for code in ("01-01", "03-02", "04-02", "05-02")]
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--window-size=1000,900", "--force-device-scale-factor=1",
-                  "--hide-scrollbars"]  # fmt: skip
+CHROMIUM_FLAGS = [
+    *BROWSER_FLAGS,
+    "--window-size=1000,900",
+    "--force-device-scale-factor=1",
+    "--hide-scrollbars",
+]
 
 
 def join_clips(paths: list[Path], out: Path, rate: int = 16000, gap_s: float = 0.0) -> Path:
@@ -66,9 +70,8 @@ def service(url: str | None) -> Iterator[str]:
     if url:
         yield url.rstrip("/")
         return
-    from ser.serving_testing import Served
 
-    with Served("ser.service:EmotionService", cwd=REPO) as served:
+    with Served("ser.serving.service:EmotionService", cwd=REPO) as served:
         yield served
 
 
@@ -108,12 +111,16 @@ def screenshot(url: str, clip: Path, out: Path, timeout: float = 120) -> dict:
             driver.execute_script("document.activeElement.blur(); window.scrollTo(0, 0)")
             size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
             clip_rect = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
-            shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
-                                                                     "clip": clip_rect})  # fmt: skip
+            shot = driver.execute_cdp_cmd(
+                "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip_rect}
+            )
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(base64.b64decode(shot["data"]))
-            return {"label": driver.find_element(By.ID, "label").text, "meta": driver.find_element(By.ID, "meta").text,
-                    "windows": len(driver.find_elements(By.CSS_SELECTOR, "#timeline .window"))}  # fmt: skip
+            return {
+                "label": driver.find_element(By.ID, "label").text,
+                "meta": driver.find_element(By.ID, "meta").text,
+                "windows": len(driver.find_elements(By.CSS_SELECTOR, "#timeline .window")),
+            }
         finally:
             driver.quit()
 

@@ -29,7 +29,8 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     """Resample with soxr (high quality, fast); no-op when the rates match."""
     if orig_sr == target_sr:
         return wave
-    return soxr.resample(wave, orig_sr, target_sr, quality="HQ").astype(np.float32)
+    out: np.ndarray = soxr.resample(wave, orig_sr, target_sr, quality="HQ").astype(np.float32)  # soxr ships no types
+    return out
 
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:

@@ -10,11 +10,12 @@ an error naming the file and the key (`split.test_actors`) and what was expected
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ser.features.kinds import feature_kind
 from ser.labels import LabelError, select_classes
 
 
@@ -33,7 +34,7 @@ class SyntheticParams(_Strict):
 
 class DataParams(_Strict):
     source: str = "synthetic"  # synthetic | ravdess | a folder of RAVDESS-layout audio
-    synthetic: SyntheticParams = SyntheticParams()
+    synthetic: SyntheticParams = Field(default_factory=SyntheticParams)
     classes: list[str] = []
 
     @field_validator("classes")
@@ -71,23 +72,21 @@ class FeatureParams(_Strict):
     fmax: float | None = None
     top_db: float = Field(80.0, gt=0)
     workers: int = Field(2, ge=1)
-    # logmel: the log-mel above (frames, n_mels); whisper_base: frozen Whisper-base encoder states of the
-    # window (frames / 2 of Whisper's own 10 ms log-mel, 512 wide per layer; ser/whisper.py), n_fft..top_db unused
-    kind: Literal["logmel", "whisper_base"] = "logmel"
-    # whisper_base: which encoder layers, side by side (0 = the convolutions, 6 = the last block);
-    # [3, 4]: chosen on validation actors, within memory (README, experiment-log run R)
+    kind: str = "logmel"  # a registered kind (ser/features/kinds.py): logmel | whisper_base (n_fft..top_db unused)
+    # whisper_base: encoder layers side by side (0 = the convolutions, 6 = the last); [3, 4]: run R's probe
     whisper_layers: list[int] = Field(default_factory=lambda: [3, 4], min_length=1)
+
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        feature_kind(value)  # ValueError for a name not in the registry, listing the registered kinds
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureParams:
-        nyquist = self.sample_rate / 2
-        if self.kind == "whisper_base" and self.sample_rate != 16000:
-            raise ValueError(f"kind whisper_base needs sample_rate 16000 (Whisper's rate), got {self.sample_rate}")
-        layers = self.whisper_layers
-        if sorted(set(layers)) != layers or not 0 <= layers[0] <= layers[-1] <= 6:
-            raise ValueError(f"whisper_layers: distinct layers 0-6 in increasing order, got {self.whisper_layers}")
-        if self.fmax is not None and not self.fmin < self.fmax <= nyquist:
-            raise ValueError(f"need fmin < fmax <= sample_rate/2 = {nyquist:g}")
+        feature_kind(self.kind).check(self)  # the kind's own rules (ValueError names the key)
+        if self.fmax is not None and not self.fmin < self.fmax <= self.sample_rate / 2:
+            raise ValueError(f"need fmin < fmax <= sample_rate/2 = {self.sample_rate / 2:g}")
         if self.hop_length > self.n_fft:
             raise ValueError("hop_length must not exceed n_fft")
         return self
@@ -120,10 +119,10 @@ class SpecAugmentParams(_Strict):
 class AugmentParams(_Strict):
     copies: int = Field(1, ge=0, le=10)
     seed: int = 7
-    noise: NoiseParams = NoiseParams()
-    pitch: PitchParams = PitchParams()
-    speed: SpeedParams = SpeedParams()
-    specaugment: SpecAugmentParams = SpecAugmentParams()
+    noise: NoiseParams = Field(default_factory=NoiseParams)
+    pitch: PitchParams = Field(default_factory=PitchParams)
+    speed: SpeedParams = Field(default_factory=SpeedParams)
+    specaugment: SpecAugmentParams = Field(default_factory=SpecAugmentParams)
 
 
 class ModelParams(_Strict):
@@ -137,7 +136,8 @@ class ModelParams(_Strict):
     bidirectional: bool = False
     utterance_norm: bool = False  # subtract each clip's own per-mel mean (in the model, so serving matches)
     frontend: Literal["conv1d", "conv2d"] = "conv1d"  # convolve over time (mels as channels) | time x mel
-    stats_head: bool = False  # average in a linear head on each clip's per-channel mean and std (ser.stats_head)
+    # average in a linear head on each clip's per-channel mean and std (ser.training.stats_head)
+    stats_head: bool = False
 
     @field_validator("filters", "lstm_units")
     @classmethod
@@ -157,24 +157,25 @@ class TrainParams(_Strict):
     weight_decay: float = Field(0.0, ge=0)  # AdamW's decoupled weight decay; 0 = plain Adam
     mixup: float = Field(0.0, ge=0)  # Beta(a, a) mixup of training batches; 0 = off
     ensemble: int = Field(1, ge=1)  # models trained with seeds seed, seed+1, ...; the saved model averages them
-    # plateau: halve the learning rate and stop early on the validation loss, keep the best epoch's weights;
-    # cosine: decay the learning rate to 0 over all `epochs` (no early stop) and keep the last weights
+    # plateau: halve the rate and stop early on validation loss, best epoch's weights; cosine: decay to 0, no stop
     schedule: Literal["plateau", "cosine"] = "plateau"
-    # cosine only: keep the mean of the weights after each of the last min(n, epochs) epochs (SWA); 0 = off.
-    # Capped at epochs, not refused, so a quick `-S train.epochs=5` needs no second override.
+    # cosine only: mean of the weights of the last min(n, epochs) epochs (SWA; capped, not refused); 0 = off
     average_last: int = Field(0, ge=0)
-    # Fit the final model on the training and validation clips together, once the validation split has
-    # chosen what it chooses (the statistics head's C). Cosine only: plateau stops on the validation loss.
+    # cosine only: fit the final model on training + validation, once validation chose the stats head's C
     refit: bool = False
 
     @model_validator(mode="after")
     def _averaging_needs_cosine(self) -> TrainParams:
         if self.average_last and self.schedule != "cosine":
-            raise ValueError(f"average_last ({self.average_last}) needs schedule: cosine; plateau keeps its best "
-                             "epoch's weights (set train.average_last=0 with schedule: plateau)")  # fmt: skip
+            raise ValueError(
+                f"average_last ({self.average_last}) needs schedule: cosine; plateau keeps its best "
+                "epoch's weights (set train.average_last=0 with schedule: plateau)"
+            )
         if self.refit and self.schedule != "cosine":
-            raise ValueError("train.refit needs schedule: cosine; plateau stops early on the validation loss, "
-                             "which a model trained on the validation clips cannot do (set train.refit=false)")
+            raise ValueError(
+                "train.refit needs schedule: cosine; plateau stops early on the validation loss, "
+                "which a model trained on the validation clips cannot do (set train.refit=false)"
+            )
         return self
 
 
@@ -186,12 +187,12 @@ class GateParams(_Strict):
 
 
 class EvaluateParams(_Strict):
-    gates: GateParams = GateParams()
+    gates: GateParams = Field(default_factory=GateParams)
     champion_tolerance: float = Field(0.02, ge=0, le=1)  # candidate may trail the champion by this much UAR
 
 
 class ValidateParams(_Strict):
-    """The data contract's bounds (see ser.contract)."""
+    """The data contract's bounds (see ser.data.contract)."""
 
     mode: Literal["fail", "quarantine"] = "fail"
     min_duration: float = Field(1.0, gt=0)
@@ -231,20 +232,20 @@ class Params(_Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    data: DataParams = DataParams()
-    split: SplitParams = SplitParams()
-    features: FeatureParams = FeatureParams()
-    augment: AugmentParams = AugmentParams()
-    model: ModelParams = ModelParams()
-    train: TrainParams = TrainParams()
-    evaluate: EvaluateParams = EvaluateParams()
+    data: DataParams = Field(default_factory=DataParams)
+    split: SplitParams = Field(default_factory=SplitParams)
+    features: FeatureParams = Field(default_factory=FeatureParams)
+    augment: AugmentParams = Field(default_factory=AugmentParams)
+    model: ModelParams = Field(default_factory=ModelParams)
+    train: TrainParams = Field(default_factory=TrainParams)
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     # `validate` would shadow pydantic's BaseModel.validate; read it as `params.contract`.
-    contract: ValidateParams = Field(ValidateParams(), alias="validate")
-    flow: FlowParams = FlowParams()
-    serve: ServeParams = ServeParams()
+    contract: ValidateParams = Field(default_factory=ValidateParams, alias="validate")
+    flow: FlowParams = Field(default_factory=FlowParams)
+    serve: ServeParams = Field(default_factory=ServeParams)
 
 
-def parse_params(raw: dict, origin: str = "params.yaml") -> Params:
+def parse_params(raw: dict[str, Any] | None, origin: str = "params.yaml") -> Params:
     """Validate a params mapping; errors name `origin` and the dotted key."""
     try:
         return Params.model_validate(raw or {})
@@ -257,11 +258,7 @@ def parse_params(raw: dict, origin: str = "params.yaml") -> Params:
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate a params file.
-
-    Raises:
-        ParamsError: the file is missing, not YAML, or holds an invalid value.
-    """
+    """Read and validate a params file; ParamsError if it is missing, not YAML or holds an invalid value."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
@@ -275,12 +272,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 
 def override(params: Params, sets: list[str] | dict[str, object], origin: str = "--set") -> Params:
-    """A copy of `params` with dotted keys replaced, as `dvc exp run -S` does.
-
-    Args:
-        params: the base params.
-        sets: ["train.epochs=60", "model.pooling=attention"] (values parsed as YAML) or a dict.
-        origin: named in errors.
+    """A copy of `params` with dotted keys replaced (`["train.epochs=60"]`, values as YAML, or a dict), as
+    `dvc exp run -S` does; `origin` is named in errors.
 
     Raises:
         ParamsError: a malformed `key=value`, or a value the schema rejects (naming the key).

@@ -34,6 +34,11 @@ def tiny_params(**overrides: dict) -> dict:
     return params
 
 
+def bench_argv(corpus: Path, params: Path) -> list[str]:
+    """The arguments every benchmark script starts with: the corpus and the params file."""
+    return ["--corpus", str(corpus), "--params", str(params)]
+
+
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     """Run a command with the venv's bin first on PATH; return the completed process."""
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -66,7 +71,7 @@ def ravdess_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4-actor synthetic corpus (240 clips), generated once per session."""
-    from ser.synth import generate_corpus
+    from ser.data.synth import generate_corpus
 
     root = tmp_path_factory.mktemp("tiny_corpus")
     generate_corpus(root, n_actors=4, seed=0)

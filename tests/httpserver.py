@@ -118,9 +118,7 @@ def _make_handler(server: LocalServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-        def _reply(
-            self, status: int, body: bytes, ctype: str, extra: dict[str, str], cut: bool
-        ) -> None:
+        def _reply(self, status: int, body: bytes, ctype: str, extra: dict[str, str], cut: bool) -> None:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))

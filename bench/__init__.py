@@ -1,0 +1,1 @@
+"""Benchmarks on real data and cost measurements; run each as `python -m bench.<name> --help`."""

@@ -1,0 +1,139 @@
+"""A benchmark run's numbers: mean and spread over folds and seeds, seed ensembles, saved probabilities.
+
+`ravdess_bench` scores its runs with these; `parallel_bench`, `fuse_probs` and `whisper_probe`
+read and combine the `probs.npz` files they write.
+
+    summary = summarise(runs, classes)
+    save_probs(runs, out / "probs.npz")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+METRICS = ("accuracy", "uar", "macro_f1")
+
+
+def spread(values: list[float]) -> dict:
+    """Mean, standard deviation (sample, 0 for one value), min, max and count."""
+    v = np.asarray(values, float)
+    return {
+        "mean": float(v.mean()),
+        "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "n": len(v),
+    }
+
+
+def summarise(runs: list[dict], classes: list[str]) -> dict:
+    """Mean ± std over runs of the test metrics and per-class recall, the seed ensemble, the run table."""
+    out: dict[str, Any] = {m: spread([r["test"][m] for r in runs]) for m in METRICS}
+    out["val_uar"] = spread([r["val"]["uar"] for r in runs])
+    if all("select" in r for r in runs):  # actors held out of training and stopping: the unbiased comparison
+        out["select_uar"] = spread([r["select"]["uar"] for r in runs])
+    out["per_class_recall"] = {
+        c: spread([r["test"]["per_class"][c]["recall"] for r in runs if r["test"]["per_class"][c]["support"]])
+        for c in classes
+        if any(r["test"]["per_class"][c]["support"] for r in runs)
+    }
+    if all("parts" in r for r in runs):  # model.stats_head: each averaged model alone
+        out["parts"] = {
+            name: {
+                "val_uar": spread([r["parts"][name]["val"]["uar"] for r in runs]),
+                **{f"test_{m}": spread([r["parts"][name]["test"][m] for r in runs]) for m in METRICS},
+            }
+            for name in runs[0]["parts"]
+        }
+    ensemble = seed_ensemble(runs, classes)
+    if ensemble:  # several seeds per fold: also the score of the mean of their probabilities
+        out["seed_ensemble"] = ensemble
+    out["runs"] = [
+        {
+            k: r[k]
+            for k in (
+                "fold",
+                "seed",
+                "test_actors",
+                "val_actors",
+                "select_actors",
+                "epochs_run",
+                "best_epoch",
+                "params",
+                "train_windows",
+            )
+            if k in r
+        }
+        | {
+            "train_seconds": round(r["train_seconds"], 1),
+            **{f"test_{m}": r["test"][m] for m in METRICS},
+            "val_uar": r["val"]["uar"],
+        }
+        | ({"select_uar": r["select"]["uar"]} if "select" in r else {})
+        | ({"stats_head_C": r["stats_head"]["C"]} if "stats_head" in r else {})
+        for r in runs
+    ]
+    return out
+
+
+def seed_ensemble(runs: list[dict], classes: list[str], role: str = "test") -> dict | None:
+    """Score each fold's mean of its runs' probabilities (one setting, several seeds): mean ± std over folds.
+
+    Args:
+        runs: records with `fold` and `<role>_probs`/`<role>_y` (from `run_split` or `load_probs`).
+        role: "test" or "select".
+
+    Returns:
+        {metric: spread over folds}, or None when no fold has more than one run.
+
+    Raises:
+        ValueError: when a fold's runs scored different clips, so their probabilities do not line up.
+    """
+    from ser.training.evaluate import score
+
+    folds = sorted({r["fold"] for r in runs})
+    if len(runs) <= len(folds):
+        return None
+    scores = []
+    for f in folds:
+        group = [r for r in runs if r["fold"] == f]
+        labels = [r[f"{role}_y"] for r in group]
+        if any(not np.array_equal(labels[0], y) for y in labels[1:]):
+            raise ValueError(
+                f"fold {f}: its runs scored different {role} clips (other folds, actors or corpus?); "
+                "their probabilities cannot be averaged"
+            )
+        probs = np.mean([r[f"{role}_probs"] for r in group], axis=0)
+        scores.append(score(labels[0], probs.argmax(1), classes))
+    return {m: spread([s[m] for s in scores]) for m in METRICS}
+
+
+def save_probs(runs: list[dict], path: Path) -> None:
+    """Each run's test (and selection) probabilities and labels, as `path` (.npz, replaced atomically).
+
+    Seeds run as separate processes (`parallel_bench.py`) are averaged from these files afterwards.
+    """
+    from ser.io import atomic_path
+
+    arrays = {
+        f"f{r['fold']}-s{r['seed']}-{key}": r[key]
+        for r in runs
+        for key in ("test_probs", "test_y", "select_probs", "select_y")
+        if key in r
+    }
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+
+def load_probs(path: Path) -> list[dict]:
+    """The run records `save_probs` wrote: fold, seed and the probability/label arrays."""
+    runs: dict[tuple[int, int], dict] = {}
+    with np.load(path) as data:
+        for name in data.files:
+            fold, seed, key = name.split("-", 2)
+            run = runs.setdefault((int(fold[1:]), int(seed[1:])), {"fold": int(fold[1:]), "seed": int(seed[1:])})
+            run[key] = data[name]
+    return list(runs.values())

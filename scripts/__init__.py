@@ -1,0 +1,1 @@
+"""Project scripts. The Python ones run from the repository root as `python -m scripts.<name>`."""

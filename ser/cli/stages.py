@@ -1,0 +1,199 @@
+"""The pipeline's stage commands, one per `dvc.yaml` stage: what DVC and the Prefect flow run.
+
+Paths are always passed in (dvc.yaml names them once).
+
+    ser ingest --params params.yaml --out data/raw --manifest data/manifest.csv
+    ser validate raw --help
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ser.cli.common import ParamsOpt, app, stage
+
+
+@app.command()
+@stage
+def ingest(
+    params: ParamsOpt = Path("params.yaml"),
+    out: Annotated[Path, typer.Option(help="Folder to fill with the corpus audio.")] = Path("data/raw"),
+    manifest: Annotated[Path, typer.Option(help="Manifest CSV to write.")] = Path("data/manifest.csv"),
+    download_dir: Annotated[Path, typer.Option(help="Cache for the Zenodo download.")] = Path("data/download"),
+) -> None:
+    """Put the corpus under data/ and write the clip manifest."""
+    from ser.config import load_params
+    from ser.data.ingest import ingest as run
+
+    run(load_params(params).data, out, manifest, download_dir, workers=os.cpu_count() or 2)
+
+
+@app.command()
+@stage
+def featurize(
+    params: ParamsOpt = Path("params.yaml"),
+    manifest: Annotated[Path, typer.Option(help="Manifest CSV of the clips.")] = Path("data/manifest.csv"),
+    audio_dir: Annotated[Path, typer.Option(help="Folder the manifest paths are relative to.")] = Path("data/raw"),
+    out: Annotated[Path, typer.Option(help="Folder for the feature arrays.")] = Path("data/features"),
+) -> None:
+    """Split, augment the training split, and compute log-mel features."""
+    from ser.config import load_params
+    from ser.data.featurize import featurize as run
+
+    run(load_params(params), manifest, audio_dir, out)
+
+
+@app.command()
+@stage
+def train(
+    params: ParamsOpt = Path("params.yaml"),
+    features: Annotated[Path, typer.Option(help="Folder written by featurize.")] = Path("data/features"),
+    model_dir: Annotated[Path, typer.Option(help="Folder for model.keras and preprocess.json.")] = Path("models"),
+    history: Annotated[Path, typer.Option(help="Per-epoch history CSV.")] = Path("reports/train/history.csv"),
+) -> None:
+    """Train the CNN-LSTM (GPU when present)."""
+    from ser.config import load_params
+    from ser.training.train import train as run
+
+    run(load_params(params), features, model_dir, history)
+
+
+def print_metrics(m: dict, title: str) -> None:
+    """The metrics table `evaluate` prints: overall scores, then per-class recall and support."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for c, v in m["per_class"].items():
+        table.add_row(c, *(f"{v[k]:.3f}" for k in ("precision", "recall", "f1")), str(v["support"]))
+    Console(width=100).print(table)
+    typer.echo(f"accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  macro-F1 {m['macro_f1']:.3f}  (n = {m['n_test']})")
+
+
+@app.command()
+@stage
+def evaluate(
+    params: ParamsOpt = Path("params.yaml"),
+    model_dir: Annotated[Path, typer.Option(help="Folder written by train.")] = Path("models"),
+    features: Annotated[Path, typer.Option(help="Folder written by featurize.")] = Path("data/features"),
+    metrics: Annotated[Path, typer.Option(help="Metrics JSON to write.")] = Path("reports/metrics.json"),
+    predictions: Annotated[Path, typer.Option(help="actual/predicted CSV.")] = Path("reports/predictions.csv"),
+    confusion_png: Annotated[Path, typer.Option(help="Confusion matrix PNG.")] = Path("reports/confusion.png"),
+    corpus: Annotated[
+        Path | None,
+        typer.Option(help="Cross-corpus: a folder of audio to score instead of the test split (needs --labels)."),
+    ] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="Cross-corpus: TSV of relative path<TAB>emotion (RAVDESS vocabulary).")
+    ] = None,
+) -> None:
+    """Score the model on the test split and apply the quality gates, or (--corpus/--labels) on another corpus."""
+    from ser.config import load_params
+
+    if (corpus is None) != (labels is None):
+        raise typer.BadParameter("--corpus and --labels go together", param_hint="--corpus/--labels")
+    if corpus is not None:
+        from ser.serving.crosscorpus import evaluate_corpus
+
+        assert labels is not None  # --corpus and --labels go together (checked above)
+        m = evaluate_corpus(
+            model_dir, corpus, labels, metrics, predictions, confusion_png, hop_s=load_params(params).serve.window_hop_s
+        )
+        print_metrics(m, f"{corpus} ({len(m['classes_in_corpus'])} classes)")
+        return
+    from ser.training.evaluate import evaluate as run
+
+    m = run(model_dir, features, metrics, predictions, confusion_png, load_params(params).evaluate.gates)
+    print_metrics(m, "test split")
+
+
+@app.command()
+@stage
+def package(
+    params: ParamsOpt = Path("params.yaml"),
+    model_dir: Annotated[Path, typer.Option(help="Folder written by train.")] = Path("models"),
+    metrics: Annotated[Path, typer.Option(help="Metrics JSON written by evaluate.")] = Path("reports/metrics.json"),
+    out: Annotated[Path, typer.Option(help="Package summary JSON to write.")] = Path("reports/package.json"),
+    card: Annotated[Path, typer.Option(help="Model card (markdown) to write.")] = Path("reports/model_card.md"),
+    lock: Annotated[Path, typer.Option(help="dvc.lock to read data/model hashes from.")] = Path("dvc.lock"),
+    gate: Annotated[Path, typer.Option(help="Champion/challenger verdict (optional).")] = Path("reports/gate.json"),
+) -> None:
+    """Save the accepted model (gates passed) to the BentoML model store, with its model card."""
+    from ser.config import load_params
+    from ser.serving.package import package as run
+
+    summary = run(load_params(params), model_dir, metrics, out, lock_path=lock, gate_path=gate, card_path=card)
+    typer.echo(f"saved {summary['tag']}")
+
+
+@app.command()
+@stage
+def report(
+    params: ParamsOpt = Path("params.yaml"),
+    manifest: Annotated[Path, typer.Option(help="Manifest CSV of the clips.")] = Path("data/manifest.csv"),
+    audio_dir: Annotated[Path, typer.Option(help="Folder the manifest paths are relative to.")] = Path("data/raw"),
+    out: Annotated[Path, typer.Option(help="Folder to replace with index.html and the PNGs.")] = Path("reports/eda"),
+    actor: Annotated[
+        int | None, typer.Option(help="Actor of the per-emotion figures [default: lowest with every emotion].")
+    ] = None,
+) -> None:
+    """Write the corpus report: HTML page of EDA figures (class balance, examples, durations, loudness, pitch,
+    speech against the model window)."""
+    from ser.config import load_params
+    from ser.data.eda import eda_report
+
+    result = eda_report(manifest, audio_dir, out, load_params(params), actor=actor)
+    typer.echo(f"wrote {result['index']} ({len(result['figures'])} figures, example actor {result['actor']})")
+
+
+validate_app = typer.Typer(
+    help="The data contract (Great Expectations): blocking checks before training.", no_args_is_help=True
+)
+app.add_typer(validate_app, name="validate")
+
+
+@validate_app.command("raw")
+@stage
+def validate_raw(
+    params: ParamsOpt = Path("params.yaml"),
+    manifest: Annotated[Path, typer.Option(help="Manifest CSV written by ingest.")] = Path("data/manifest.csv"),
+    accepted: Annotated[Path, typer.Option(help="Accepted manifest to write; featurize reads it.")] = Path(
+        "data/validated/manifest.csv"
+    ),
+    quarantine: Annotated[Path, typer.Option(help="Quarantine CSV to write (clips left out).")] = Path(
+        "reports/validate/quarantine.csv"
+    ),
+    result: Annotated[Path, typer.Option(help="JSON result (dvc metrics).")] = Path("reports/validate/raw.json"),
+    report: Annotated[Path, typer.Option(help="HTML report.")] = Path("reports/validate/raw.html"),
+) -> None:
+    """Check the raw corpus against the data contract; stop on a broken clip, label or split."""
+    from ser.config import load_params
+    from ser.data.validate import validate_raw as run
+
+    r = run(load_params(params), manifest, accepted, quarantine, result, report)
+    typer.echo(
+        f"raw contract passed: {r['accepted']} of {r['clips']} clips accepted, {r['quarantined']} "
+        f"quarantined ({quarantine}); report {report}"
+    )
+
+
+@validate_app.command("features")
+@stage
+def validate_features(
+    params: ParamsOpt = Path("params.yaml"),
+    features: Annotated[Path, typer.Option(help="Folder written by featurize.")] = Path("data/features"),
+    result: Annotated[Path, typer.Option(help="JSON result (dvc metrics).")] = Path("reports/validate/features.json"),
+    report: Annotated[Path, typer.Option(help="HTML report.")] = Path("reports/validate/features.html"),
+) -> None:
+    """Check the feature arrays and statistics against the data contract."""
+    from ser.config import load_params
+    from ser.data.validate import validate_features as run
+
+    r = run(load_params(params), features, result, report)
+    typer.echo(f"feature contract passed: {r['windows']} windows of shape {r['shape']}; report {report}")

@@ -1,0 +1,131 @@
+"""The `ser` tools beside the stages: predict, serve, get or make corpora, run the retrain flow.
+
+ser predict clip.wav
+ser data synth --out /tmp/corpus
+ser flow run --help
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ser.cli.common import app, data_app, stage
+
+
+@app.command()
+@stage
+def predict(
+    files: Annotated[
+        list[Path], typer.Argument(help="Audio files (wav, flac, ogg, mp3).", exists=True, dir_okay=False)
+    ],
+    model_dir: Annotated[Path, typer.Option(help="Local model folder (model.keras + preprocess.json).")] = Path(
+        "models"
+    ),
+    url: Annotated[str | None, typer.Option(help="A running service instead, e.g. http://127.0.0.1:3000.")] = None,
+    hop: Annotated[float, typer.Option(help="Seconds between windows of a long file.")] = 1.75,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Predict the emotion of audio files: top emotion, probabilities, per-window timeline for long files."""
+    import json
+
+    from ser.serving.predict import predict_local, predict_remote, render
+
+    results = predict_remote(files, url) if url else predict_local(files, model_dir, hop)
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+    else:
+        render(results)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 3000,
+    model_tag: Annotated[str, typer.Option(help="Model in the BentoML store.")] = "ser_emotion:latest",
+    batching: Annotated[str, typer.Option(help="inprocess | bentoml | off")] = "inprocess",
+) -> None:
+    """Serve the packaged model over HTTP (bentoml serve ser.serving.service:EmotionService)."""
+    os.environ.update(SER_MODEL_TAG=model_tag, SER_BATCHING=batching)
+    exe = str(Path(sys.executable).parent / "bentoml")
+    os.execv(exe, [exe, "serve", "ser.serving.service:EmotionService", "--host", host, "--port", str(port)])
+
+
+@data_app.command("synth")
+@stage
+def data_synth(
+    out: Annotated[Path, typer.Option(help="Folder to write Actor_XX/ folders into.")],
+    actors: Annotated[int, typer.Option(help="Number of actors.")] = 12,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+) -> None:
+    """Generate the synthetic RAVDESS-layout corpus."""
+    from ser.data.synth import generate_corpus
+
+    typer.echo(f"wrote {len(generate_corpus(out, n_actors=actors, seed=seed))} clips under {out}")
+
+
+@data_app.command("fetch")
+@stage
+def data_fetch(
+    dest: Annotated[Path, typer.Option(help="Download and extraction folder.")] = Path("data/download"),
+) -> None:
+    """Download RAVDESS speech audio from Zenodo (resumable, checksum-verified)."""
+    from ser.data.download import fetch_ravdess
+
+    typer.echo(f"RAVDESS audio under {fetch_ravdess(dest)}")
+
+
+flow_app = typer.Typer(
+    help="The Prefect retrain flow (flows/retrain.py): one recorded, gated run.", no_args_is_help=True
+)
+app.add_typer(flow_app, name="flow")
+
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set-param",
+        "-S",
+        metavar="KEY=VALUE",
+        help="Params override, written into params.yaml first (as `dvc exp run -S`).",
+    ),
+]
+RepoOpt = Annotated[Path, typer.Option(help="Project (git + DVC) to run in.")]
+PullOpt = Annotated[bool, typer.Option("--pull", help="`dvc pull` before running (retried).")]
+PushOpt = Annotated[bool, typer.Option("--push", help="`dvc push` after an accepted run (retried).")]
+
+
+def _retrain():
+    """flows.retrain (packaged with ser), imported only when a flow command runs: Prefect is slow to import."""
+    from flows import retrain
+
+    return retrain
+
+
+@flow_app.command("run")
+def flow_run(
+    set_param: SetOpt = None,
+    repo: RepoOpt = Path("."),
+    pull: PullOpt = False,
+    push: PushOpt = False,
+    until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None,
+) -> None:
+    """Run the retrain flow once (no Prefect server needed); exit 1 when a stage or the gate failed."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    raise typer.Exit(_retrain().run_once(repo, set_param or [], until, pull, push))
+
+
+@flow_app.command("serve")
+def flow_serve(
+    set_param: SetOpt = None,
+    repo: RepoOpt = Path("."),
+    pull: PullOpt = False,
+    push: PushOpt = False,
+    cron: Annotated[str, typer.Option(help="Schedule (cron).")] = "0 3 * * 1",
+    name: Annotated[str, typer.Option(help="Deployment name.")] = "scheduled",
+) -> None:
+    """Serve the flow on a schedule (needs `prefect server start` and PREFECT_API_URL)."""
+    _retrain().serve(cron, name, repo=repo, overrides=set_param or [], pull=pull, push=push)

@@ -1,0 +1,41 @@
+"""Features: the one function that turns audio windows into the model's input, for every stage.
+
+Training (`ser.data.featurize`), evaluation, serving (`ser.serving.predictor`) and the benchmark all
+call `extract`; what it computes is the registered kind named by `features.kind` (`ser.features.kinds`):
+`logmel` (`ser.features.logmel`, the default) or `whisper_base` (`ser.features.whisper`).
+
+    feats = extract(np.stack(windows), params.features)   # (clips, frames, width) float32
+    mean, variance = norm_stats(feats[train])
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ser.features.kinds import FeatureKind, feature_kind, kind_names
+
+if TYPE_CHECKING:
+    from ser.config import FeatureParams
+
+__all__ = ["FeatureKind", "extract", "feature_kind", "kind_names", "norm_stats"]
+
+
+def extract(waves: np.ndarray, params: FeatureParams) -> np.ndarray:
+    """The model's input for a batch of equal-length windows: what training, evaluation and serving call.
+
+    Args:
+        waves: (clips, samples) float audio at `params.sample_rate`.
+        params: the `features` section of params.yaml (its `kind` picks the representation).
+
+    Returns:
+        float32 (clips, frames, width); `feature_kind(params.kind).shape(params)` is (frames, width).
+    """
+    return feature_kind(params.kind).extract(waves, params)
+
+
+def norm_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and variance over every clip and frame of a (clips, frames, width) array."""
+    flat = features.reshape(-1, features.shape[-1]).astype(np.float64)
+    return flat.mean(axis=0).astype(np.float32), flat.var(axis=0).astype(np.float32)

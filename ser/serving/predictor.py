@@ -1,0 +1,146 @@
+"""The inference engine behind the service: windows, features, a compiled model call.
+
+`Predictor` loads `model.keras` in Keras safe mode, wraps the model's forward
+pass (`training=False`) in one `tf.function` with a fixed (None, frames, mels)
+signature, and warms it up, so a request costs one graph call instead of
+`model.predict`'s per-call setup. The graph is XLA-compiled
+(`jit_compile`, ~3x faster per call on CPU); XLA compiles per batch size, so
+batches are zero-padded up to a power of two (1, 2, 4 ... `max_batch`) and
+every bucket is compiled once at start-up (about 1 s each). Features come from `ser.features.extract`,
+the training code, on windows cut by `ser.audio` exactly as in training: a clip
+up to `offset + duration` long gets the training window; longer clips get a
+window every `window_hop_s` and an aggregate (mean of the window probabilities).
+
+    predictor = Predictor(Path(model.path), hop_s=1.75)
+    feats, starts = predictor.featurize(wave)
+    result = predictor.summarise(predictor.infer(feats), starts)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ser.audio import fixed_window, sliding_windows
+from ser.config import FeatureParams
+from ser.features import extract, feature_kind
+from ser.io import read_json
+
+
+def limit_threads(threads: int) -> None:
+    """One BLAS thread (requests already run in parallel threads; OpenBLAS's spinning workers cost
+    ~10x CPU on the mel matmul of a busy 2-core machine) and `threads` TensorFlow intra-op threads
+    (call before the first TF op; TF's pools stay as they are once it has started)."""
+    import tensorflow as tf
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # the runtime is already initialised: keep its pools
+        pass
+
+
+class Predictor:
+    """Model, feature parameters and classes of one saved model folder.
+
+    Args:
+        model_dir: folder with model.keras and preprocess.json.
+        hop_s: hop between windows of a long clip, in seconds.
+        threads: TensorFlow intra-op threads (default: $SER_TF_THREADS or the CPU count).
+        max_batch: the largest batch one graph call takes (larger inputs are split).
+        xla: compile with XLA ($SER_XLA=0 turns it off).
+    """
+
+    def __init__(
+        self,
+        model_dir: Path,
+        hop_s: float = 1.75,
+        threads: int | None = None,
+        max_batch: int = 32,
+        xla: bool | None = None,
+    ) -> None:
+        limit_threads(threads or int(os.environ.get("SER_TF_THREADS", 0)) or os.cpu_count() or 1)
+        import tensorflow as tf
+
+        from ser.training.model import load_model
+
+        preprocess = read_json(Path(model_dir) / "preprocess.json")
+        self.classes: list[str] = list(preprocess["classes"])
+        self.params = FeatureParams(**preprocess["features"])
+        self.shape = tuple(preprocess["shape"])
+        self.hop_s = hop_s
+        self.model = load_model(Path(model_dir) / "model.keras")
+        xla = os.environ.get("SER_XLA", "1") != "0" if xla is None else xla
+        spec = tf.TensorSpec((None, *self.shape), tf.float32)
+        self._forward = tf.function(self._call, input_signature=[spec], jit_compile=xla, autograph=False)
+        self.buckets = [1 << i for i in range(max(1, max_batch).bit_length())]
+        if self.buckets[-1] < max_batch:
+            self.buckets.append(max_batch)
+        for n in self.buckets:  # compile every bucket now so no request pays for it
+            self.infer(np.zeros((n, *self.shape), np.float32))
+        kind = feature_kind(self.params.kind)
+        kind.use_packaged(Path(model_dir))  # e.g. the frozen encoder's weights: the packaged model's own copy
+        kind.warm_up(self.params)  # compiled kernels, weights: loaded now, not in the first request
+
+    def _call(self, x):
+        return self.model(x, training=False)
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.params.duration * self.params.sample_rate))
+
+    def windows(self, wave: np.ndarray) -> tuple[np.ndarray, list[float]]:
+        """(n, samples) windows of a mono wave at the model rate, and their start times in seconds."""
+        p = self.params
+        if wave.shape[0] <= round((p.offset + p.duration) * p.sample_rate):
+            offset = p.offset if wave.shape[0] > round(p.offset * p.sample_rate) else 0.0
+            return fixed_window(wave, p.sample_rate, offset, p.duration)[None], [offset]
+        batch = sliding_windows(wave, p.sample_rate, p.duration, self.hop_s)
+        step = max(1, int(round(self.hop_s * p.sample_rate)))
+        return batch, [i * step / p.sample_rate for i in range(len(batch))]
+
+    def featurize(self, wave: np.ndarray) -> tuple[np.ndarray, list[float]]:
+        """Model input (n, frames, channels) of every window (`features.extract`), and the window starts."""
+        batch, starts = self.windows(wave)
+        return extract(batch, self.params), starts
+
+    def infer_many(self, batches: list[np.ndarray]) -> list[np.ndarray]:
+        """`infer` over several clips' features at once (one graph call); one probability array per clip."""
+        probs = self.infer(np.concatenate(batches) if len(batches) > 1 else batches[0])
+        bounds = np.cumsum([0] + [len(b) for b in batches])
+        return [probs[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    def infer(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, classes) of a feature batch, through the compiled graph."""
+        features = np.asarray(features, np.float32)
+        top = self.buckets[-1]
+        if len(features) > top:
+            return np.concatenate([self.infer(features[i : i + top]) for i in range(0, len(features), top)])
+        n = len(features)
+        size = next(b for b in self.buckets if b >= n)
+        if size > n:
+            features = np.concatenate([features, np.zeros((size - n, *features.shape[1:]), np.float32)])
+        return self._forward(features).numpy()[:n]
+
+    def summarise(self, probs: np.ndarray, starts: list[float], duration_s: float | None = None) -> dict:
+        """Label, probabilities, per-window predictions and the aggregate as plain Python."""
+        mean = probs.mean(axis=0)
+        end_cap = duration_s if duration_s is not None else float("inf")
+        windows = [
+            {
+                "start_s": round(s, 3),
+                "end_s": round(min(s + self.params.duration, max(end_cap, s)), 3),
+                "label": self.classes[int(p.argmax())],
+                "probabilities": self._named(p),
+            }
+            for s, p in zip(starts, probs, strict=True)
+        ]
+        return {"label": self.classes[int(mean.argmax())], "probabilities": self._named(mean), "windows": windows}
+
+    def _named(self, probs: np.ndarray) -> dict[str, float]:
+        return {c: round(float(v), 6) for c, v in zip(self.classes, probs, strict=True)}

@@ -1,0 +1,158 @@
+"""The benchmark tools around the harness: parallel runs, seed ensembles, the Whisper layer probe, fusion."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from bench import results
+from tests.conftest import bench_argv, tiny_params
+
+
+@pytest.mark.slow
+def test_parallel_bench_runs_settings_side_by_side_and_compares_them(tiny_corpus, tmp_path, capsys):
+    """Two settings x one fold as two processes at once; merged per setting, compared pair by pair."""
+    from bench import parallel_bench
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(tiny_params(train={"epochs": 2})))
+    out = tmp_path / "out"
+    argv = [
+        "--setting",
+        "P=",
+        "--setting",
+        "C=train.schedule=cosine train.average_last=1",
+        "--folds",
+        "0",
+        "--seeds",
+        "42,43",
+        "--select-actors",
+        "1",
+        "--parallel",
+        "4",
+        "--out",
+        str(out),
+        "--",
+        "--corpus",
+        str(tiny_corpus),
+        "--params",
+        str(params),
+        "--folds",
+        "4",
+        "--cache",
+        str(tmp_path / "cache"),
+    ]
+    assert parallel_bench.main(argv) == 0
+    p_runs, c_runs = (json.loads((out / f"{n}.json").read_text())["speaker"]["runs"] for n in "PC")
+    assert [(r["fold"], r["seed"]) for r in p_runs] == [(r["fold"], r["seed"]) for r in c_runs] == [(0, 42), (0, 43)]
+    assert c_runs[0]["epochs_run"] == c_runs[0]["best_epoch"] == 2  # cosine: no early stop, the end kept
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["baseline"] == "P" and comparison["against"]["C"]["pairs"] == 2
+    assert comparison["against"]["C"]["select_uar"]["diff_mean"] == pytest.approx(
+        np.mean([c["select_uar"] - p["select_uar"] for p, c in zip(p_runs, c_runs, strict=True)])
+    )
+    assert not list(out.glob("runs/*/model"))  # per-run models (only `cost` reads them) are not kept
+    log = (out / "runner.log").read_text()
+    assert "start P-s42-f0" in log and "done C-s43-f0 rc=0" in log
+    # The seed ensemble, merged from the separate processes' probs.npz, is their mean probabilities' score.
+    from ser.training.evaluate import score
+
+    members = [results.load_probs(out / "runs" / f"C-s{seed}-f0" / "probs.npz")[0] for seed in (42, 43)]
+    classes = json.loads((out / "runs" / "C-s42-f0" / "results.json").read_text())["params"]["data"]["classes"]
+    mean = (members[0]["test_probs"] + members[1]["test_probs"]) / 2
+    ensemble = json.loads((out / "C.json").read_text())["speaker"]["seed_ensemble"]
+    assert ensemble["members"] == {"0": 2} and set(ensemble) == {"select", "test", "members"}
+    assert ensemble["test"]["uar"]["mean"] == pytest.approx(score(members[0]["test_y"], mean.argmax(1), classes)["uar"])
+    assert comparison["seed_ensembles"]["P"]["members"] == {"0": 2}
+    printed = capsys.readouterr().out
+    assert "C - P, 2 pairs: select UAR" in printed and "C: mean of each fold's seeds' probabilities (2 runs" in printed
+
+
+def test_seed_ensemble_averages_saved_probabilities_and_refuses_mismatched_clips(tmp_path):
+    """probs.npz round-trips; a fold's runs are averaged only when they scored the same clips."""
+    y = np.array([0, 1, 1, 0])
+    a = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.4, 0.6]])  # right on clips 0 and 2
+    b = np.array([[0.7, 0.3], [0.1, 0.9], [0.3, 0.7], [0.2, 0.8]])  # right on clips 0, 1 and 2
+    runs = [{"fold": 0, "seed": s, "test_probs": p, "test_y": y} for s, p in ((42, a), (43, b))]
+    results.save_probs(runs, tmp_path / "probs.npz")
+    loaded = sorted(results.load_probs(tmp_path / "probs.npz"), key=lambda r: r["seed"])
+    assert [(r["fold"], r["seed"]) for r in loaded] == [(0, 42), (0, 43)]
+    np.testing.assert_array_equal(loaded[1]["test_probs"], b)
+    ens = results.seed_ensemble(loaded, ["neutral", "calm"])
+    assert ens["accuracy"]["mean"] == pytest.approx(0.75) and ens["uar"]["n"] == 1  # the mean misses clip 3 only
+    assert results.seed_ensemble(loaded[:1], ["neutral", "calm"]) is None  # one run per fold: no ensemble
+    loaded[1]["test_y"] = 1 - y  # other clips
+    with pytest.raises(ValueError, match="fold 0: its runs scored different test clips"):
+        results.seed_ensemble(loaded, ["neutral", "calm"])
+
+
+def test_parallel_bench_refuses_a_nameless_setting(tmp_path, capsys):
+    from bench import parallel_bench
+
+    with pytest.raises(SystemExit) as exit_:
+        parallel_bench.main(["--setting", "=train.epochs=3", "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2 and "expected NAME=key=value" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_whisper_layer_probe_scores_layers_on_validation_actors(tiny_corpus, tmp_path, capsys):
+    from bench import whisper_probe
+    from ser.training.stats_head import C_GRID
+
+    assert whisper_probe.main(["--corpus", str(tmp_path / "absent"), "--out", str(tmp_path / "none")]) == 0
+    assert "skipped: the RAVDESS corpus is not at" in capsys.readouterr().out and not (tmp_path / "none").exists()
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(tiny_params()))
+    out = tmp_path / "probe"
+    argv = [
+        *bench_argv(tiny_corpus, params),
+        "--folds",
+        "2",
+        "--specs",
+        "6",
+        "3,4",
+        "--out",
+        str(out),
+    ]
+    assert whisper_probe.main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["clips"] == 240 and list(res["results"]) == ["6", "3,4"]
+    assert res["results"]["3,4"]["layers"] == [3, 4] and len(res["results"]["3,4"]["folds"]) == 2
+    assert res["C_grid"] == list(C_GRID)  # the pipeline's statistics head's grid
+    for r in res["results"].values():
+        assert all(row["C"] in C_GRID for row in r["folds"])
+        assert 0 <= r["val_uar_mean"] <= 1 and 0 <= r["uar_mean"] <= 1
+        # The tiny corpus's classes are audible tones, not noise: above chance (1/8) on held-out actors.
+        assert r["uar_mean"] > 0.2
+    assert "| 3,4 |" in (out / "results.md").read_text()
+    runs = results.load_probs(out / "probs-3_4.npz")
+    assert sorted(r["fold"] for r in runs) == [0, 1]
+    assert all(r["test_probs"].shape == (len(r["test_y"]), 8) for r in runs)
+    assert whisper_probe.parse_spec("0-6") == list(range(7)) and whisper_probe.parse_spec("2,5") == [2, 5]
+
+
+def test_fuse_probs_averages_members_equally_and_refuses_other_clips(tmp_path, capsys):
+    from bench import fuse_probs
+
+    y = np.array([0, 1, 2, 3])
+    sure = np.eye(8)[[0, 1, 2, 3]]  # right on every clip
+    wrong = np.eye(8)[[1, 1, 1, 1]] * 0.9  # wrong on 3 of 4, but less confident
+    results.save_probs([{"fold": 0, "seed": 42, "test_probs": sure, "test_y": y}], tmp_path / "a.npz")
+    twice = [{"fold": 0, "seed": s, "test_probs": wrong, "test_y": y} for s in (42, 43)]
+    results.save_probs(twice, tmp_path / "b.npz")
+    assert fuse_probs.main([str(tmp_path / "a.npz"), str(tmp_path / "b.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "equal-weight mean of 2 members over 1 folds" in out and "accuracy: 100.0 ± 0.0 %" in out
+    classes = [f"c{i}" for i in range(8)]
+    b_alone = fuse_probs.fuse([results.load_probs(tmp_path / "b.npz")], classes)
+    assert b_alone["accuracy"]["mean"] == 0.25
+    results.save_probs([{"fold": 0, "seed": 42, "test_probs": sure, "test_y": y[::-1]}], tmp_path / "c.npz")
+    with pytest.raises(ValueError, match="member 2, fold 0: other test clips"):
+        fuse_probs.fuse([results.load_probs(tmp_path / n) for n in ("a.npz", "c.npz")], classes)
+    with pytest.raises(SystemExit):
+        fuse_probs.main([str(tmp_path / "absent.npz")])
+    assert "no such probabilities file" in capsys.readouterr().err

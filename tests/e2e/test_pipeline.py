@@ -1,0 +1,105 @@
+"""The whole pipeline through `dvc repro` on a tiny synthetic corpus: outputs, caching,
+selective re-runs, push/pull round trip, gates, and bad params that leave outputs intact."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, run, tiny_params
+from tests.e2e.test_readme import dvc_blocks_script
+
+pytestmark = pytest.mark.slow
+
+
+def stages_run(stdout: str) -> set[str]:
+    return {line.split("'")[1] for line in stdout.splitlines() if line.startswith("Running stage")}
+
+
+def committed_copy(project_copy) -> Path:
+    """A project copy as a fresh clone has it: committed (experiments need a commit), with this `.venv`."""
+    repo = project_copy()
+    (repo / ".venv").symlink_to(REPO / ".venv")
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "fresh clone"], repo)
+    return repo
+
+
+def test_dvc_pipeline_end_to_end(project_copy):
+    repo = committed_copy(project_copy)
+    # The README's main command: the pipeline as a temporary DVC experiment; the checkout stays clean.
+    made = run(["make", "-o", "setup", "run"], repo)  # `setup` is this checkout's, already made
+    assert {"ingest", "validate_raw", "report", "featurize", "validate_features", "train", "evaluate", "package"} <= (
+        stages_run(made.stdout)
+    )
+    assert "test accuracy" in made.stdout and run(["git", "status", "--porcelain"], repo).stdout == ""
+    latest = (repo / "runs" / "latest").resolve()
+    assert {"accuracy", "uar", "gates_passed"} <= json.loads((latest / "reports/metrics.json").read_text()).keys()
+    assert (latest / "models/model.keras").is_file() and (latest / "reports/eda/index.html").is_file()
+    assert json.loads((latest / "reports/package.json").read_text())["tag"].startswith("ser_emotion:")
+    assert not (repo / "dvc.lock").exists()  # the run's record is its experiment, not the workspace
+    assert latest.name in run(["dvc", "exp", "show", "--json"], repo).stdout
+
+    # The run becomes the workspace's state; then the README's DVC commands as written: dvc repro (nothing
+    # left to run), an experiment with one parameter changed, exp show, metrics and plots.
+    run(["dvc", "exp", "apply", latest.name], repo)
+    readme = run(["bash", "-euo", "pipefail", "-c", dvc_blocks_script()], repo)
+    assert "Ran experiment" in readme.stdout and (repo / "dvc_plots/index.html").is_file()
+    assert {"train", "evaluate"} <= stages_run(readme.stdout) and "ingest" not in stages_run(readme.stdout)
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert {"accuracy", "uar", "macro_f1", "per_class", "gates_passed"} <= metrics.keys()
+    assert (repo / "models/model.keras").is_file() and (repo / "reports/confusion.png").stat().st_size > 1000
+    assert "epoch" in (repo / "reports/train/history.csv").read_text().splitlines()[0]
+    shown = run(["dvc", "metrics", "show", "--json"], repo).stdout
+    assert "uar" in shown
+
+    # Nothing changed: nothing runs.
+    assert stages_run(run(["dvc", "repro"], repo).stdout) == set()
+
+    # One augmentation parameter: featurize, train, evaluate re-run; ingest does not.
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["augment"]["noise"]["rate"] = 0.9
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    ran = stages_run(run(["dvc", "repro"], repo).stdout)
+    assert not ran & {"ingest", "validate_raw", "report"}
+    assert {"featurize", "validate_features", "train", "evaluate"} <= ran
+
+    # push, wipe cache and outputs, pull: everything comes back and is up to date.
+    run(["dvc", "push"], repo)
+    for path in ("data/raw", "data/features", "models", ".dvc/cache"):
+        shutil.rmtree(repo / path)
+    (repo / "data/manifest.csv").unlink()
+    run(["dvc", "pull"], repo)
+    assert (repo / "models/model.keras").is_file() and len(list((repo / "data/raw").rglob("*.wav"))) == 240
+    assert "up to date" in run(["dvc", "status"], repo).stdout
+
+
+def test_gate_and_bad_params_fail_clearly_and_keep_outputs(project_copy):
+    repo = project_copy()
+    run(["dvc", "repro"], repo)
+    features_before = (repo / "data/features/train.npz").read_bytes()
+
+    for section, values, message in [
+        ("data", {"classes": ["neutral", "joy"]}, "data.classes: Value error, unknown class(es) ['joy']"),
+        ("split", {"val_actors": 2, "test_actors": 2}, "split.val_actors + split.test_actors = 4 leaves no actor"),
+        ("features", {"n_mels": -8}, "features.n_mels: Input should be greater than or equal to 8"),
+    ]:
+        params = tiny_params(**{section: values})
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        failed = run(["dvc", "repro"], repo, check=False)
+        assert failed.returncode != 0
+        assert message in failed.stderr + failed.stdout
+        assert (repo / "data/features/train.npz").read_bytes() == features_before
+
+    params = tiny_params(
+        evaluate={"gates": {"min_uar": 1.0, "min_accuracy": 0, "min_macro_f1": 0, "min_class_recall": 0}}
+    )
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    failed = run(["dvc", "repro"], repo, check=False)
+    assert failed.returncode != 0
+    assert "gate evaluate.gates.min_uar: uar" in failed.stderr + failed.stdout
+    assert json.loads((repo / "reports/metrics.json").read_text())["gates_passed"] is False

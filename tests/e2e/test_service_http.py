@@ -1,0 +1,143 @@
+"""The service over HTTP: a real `bentoml serve` on 127.0.0.1, and the built Bento served by tag.
+
+One server per module (the tiny model packaged into a tmp BENTOML_HOME) takes
+every bad input and must still answer afterwards; the Bento test builds with
+`bentoml build`, exports the Bento, imports it into a second, empty
+BENTOML_HOME and serves `bentoml serve <tag>` from an unrelated folder, so code,
+model and config can only come from the Bento.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support import CLASSES, Served, bad_uploads, silent_flac, wav_bytes
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+BIN = str(Path(sys.executable).parent)
+PACKAGE = (
+    "import sys; from pathlib import Path; from tests.support import package_tiny_model as p; "
+    "print(p(Path(sys.argv[1]))['tag'])"
+)
+
+
+def env_for(home: Path) -> dict:
+    return {
+        **os.environ,
+        "BENTOML_HOME": str(home),
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "BENTOML_DO_NOT_TRACK": "True",
+    }
+
+
+def sh(cmd: list[str], env: dict, cwd: Path = REPO) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, f"{cmd}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A BENTOML_HOME holding the packaged tiny model, and its tag."""
+    work = tmp_path_factory.mktemp("http")
+    tag = sh([sys.executable, "-c", PACKAGE, str(work)], env_for(work / "bentoml")).strip().splitlines()[-1]
+    return work / "bentoml", tag
+
+
+@pytest.fixture(scope="module")
+def server(home: tuple[Path, str]):
+    served = Served("ser.serving.service:EmotionService", env={"BENTOML_HOME": str(home[0])}, cwd=REPO)
+    with served as url:
+        yield url
+    assert "Traceback" not in served.log or "InvalidArgument" in served.log or "TooLarge" in served.log
+
+
+def post(url: str, data: bytes, name: str = "clip.wav", endpoint: str = "predict") -> requests.Response:
+    return requests.post(f"{url}/{endpoint}", files={"audio": (name, data, "application/octet-stream")}, timeout=60)
+
+
+def test_health_and_predict(server: str, home: tuple[Path, str]) -> None:
+    assert requests.get(f"{server}/livez", timeout=5).status_code == 200
+    assert requests.get(f"{server}/readyz", timeout=5).status_code == 200
+    body = post(server, wav_bytes(1.0)).json()
+    assert body["label"] in CLASSES and set(body["probabilities"]) == set(CLASSES)
+    assert body["model_version"] == home[1]
+
+
+def test_long_clip_and_batch_endpoint(server: str) -> None:
+    body = post(server, wav_bytes(4.0, rate=22050, channels=2)).json()
+    assert len(body["windows"]) == 7 and body["windows"][-1]["end_s"] == pytest.approx(4.0)
+    files = [("audios", (f"c{i}.wav", wav_bytes(1.0 + i), "audio/wav")) for i in range(3)]
+    resp = requests.post(f"{server}/predict_batch", files=files, timeout=60)
+    assert resp.status_code == 200 and len(resp.json()) == 3
+
+
+@pytest.mark.parametrize("case", list(bad_uploads()))
+def test_bad_input_gets_4xx_and_service_keeps_serving(server: str, case: str) -> None:
+    make, status, message = bad_uploads()[case]
+    resp = post(server, make())
+    assert resp.status_code == status, resp.text
+    assert message in resp.text
+    assert post(server, wav_bytes(1.0)).status_code == 200
+
+
+def test_oversized_body_refused_before_reading(server: str) -> None:
+    resp = post(server, b"\0" * (3 * 2**20))
+    assert resp.status_code == 413 and "upload cap" in resp.text
+    malformed = {
+        "no body": {"data": b""},
+        "json with a URL": {"json": {"audio": "http://127.0.0.1:9/x.wav"}},
+        "wrong field": {"files": {"file": ("a.wav", wav_bytes(1.0))}},
+        "text instead of a file": {"files": {"audio": (None, "http://127.0.0.1:9/x.wav")}},
+    }
+    for case, kwargs in malformed.items():
+        resp = requests.post(f"{server}/predict", timeout=10, **kwargs)
+        assert resp.status_code == 400 and "multipart/form-data" in resp.text, (case, resp.text)
+    assert post(server, silent_flac(7200)).status_code == 413
+    assert requests.get(f"{server}/readyz", timeout=5).status_code == 200
+
+
+def test_built_bento_serves_by_tag(home: tuple[Path, str], tmp_path: Path) -> None:
+    env = env_for(home[0])
+    sh(["bentoml", "build"], env)
+    tag = _latest_bento(env)
+    bento_file = tmp_path / "service.bento"
+    sh(["bentoml", "export", tag, str(bento_file)], env)
+    fresh = env_for(tmp_path / "fresh_home")
+    sh(["bentoml", "import", str(bento_file)], fresh)
+    assert "ser_emotion" in sh(["bentoml", "models", "list"], fresh)  # the model came inside the Bento
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    with Served(tag, env={"BENTOML_HOME": str(tmp_path / "fresh_home")}, cwd=outside) as url:
+        body = post(url, wav_bytes(1.0)).json()
+        assert body["model_version"] == home[1] and body["label"] in CLASSES
+        assert post(url, wav_bytes(11.0)).status_code == 413  # the limits travelled in the model metadata
+
+
+def _latest_bento(env: dict) -> str:
+    bentos = json.loads(sh(["bentoml", "list", "-o", "json"], env))
+    return sorted(bentos, key=lambda b: b["creation_time"])[-1]["tag"]
+
+
+def test_cli_predict_against_the_running_service(server: str, tmp_path: Path) -> None:
+    """`ser predict --url` uploads each file to /predict and prints its answer (errors name the file)."""
+    from typer.testing import CliRunner
+
+    from ser.cli import app
+
+    (tmp_path / "clip.wav").write_bytes(wav_bytes(2.0))
+    (tmp_path / "junk.wav").write_bytes(b"not audio at all")
+    ok = CliRunner().invoke(app, ["predict", str(tmp_path / "clip.wav"), "--url", server, "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)[0]["file"].endswith("clip.wav")
+    bad = CliRunner().invoke(app, ["predict", str(tmp_path / "junk.wav"), "--url", server])
+    assert bad.exit_code == 2 and "junk.wav: the service answered 400" in bad.output

@@ -1,0 +1,260 @@
+"""Test and benchmark helpers for the service: a tiny packaged model, audio files, a served process.
+
+Tests must not depend on the pipeline having run, so `package_tiny_model` builds
+an untrained tiny CNN-LSTM with `ser.training.model.build_model`, writes it with a
+preprocess.json and passing metrics, and packages it with `ser.serving.package.package`
+into whatever store `BENTOML_HOME` names. `Served` runs `bentoml serve` on a
+free 127.0.0.1 port in its own process group and kills the group on exit.
+
+    with Served("ser.serving.service:EmotionService", env={"BENTOML_HOME": home}) as url:
+        requests.post(f"{url}/predict", files={"audio": ("a.wav", wav_bytes(1.0))})
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from ser.config import Params, parse_params
+from ser.io import write_json
+
+CLASSES = ["neutral", "happy", "sad"]
+FEATURES = {
+    "sample_rate": 16000,
+    "offset": 0.0,
+    "duration": 1.0,
+    "n_fft": 512,
+    "hop_length": 256,
+    "n_mels": 16,
+    "fmin": 0.0,
+    "fmax": 8000.0,
+    "top_db": 80.0,
+    "workers": 1,
+}
+SERVE = {"max_upload_mb": 2, "max_duration_s": 10, "window_hop_s": 0.5, "max_batch_size": 8, "max_latency_ms": 50}
+
+
+# Headless Chromium as this machine runs it (no sandbox as root, no GPU, nothing fetched in the background).
+BROWSER_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+def tiny_params() -> Params:
+    """Default params with the tiny feature settings and test-sized serve limits."""
+    return parse_params({"features": FEATURES, "serve": SERVE})
+
+
+def make_tiny_model(model_dir: Path, seed: int = 0, members: int = 1, stats_head: bool = False) -> Path:
+    """An untrained tiny model + preprocess.json in `model_dir` (the train stage's layout).
+
+    `members` > 1 saves an ensemble of that many (`ser.training.model.average_models`), as `train.ensemble` does;
+    `stats_head` averages in a statistics head fitted on random windows, as `model.stats_head` does.
+    """
+    import keras
+
+    from ser.features.mel_bank import n_frames
+    from ser.training.model import average_models, build_model
+
+    keras.utils.set_random_seed(seed)
+    # sample_rate, hop_length and n_mels are integral in FEATURES (the dict's inferred value type is float)
+    n_samples = int(FEATURES["sample_rate"]) * int(FEATURES["duration"])
+    shape = (n_frames(n_samples, int(FEATURES["hop_length"])), int(FEATURES["n_mels"]))
+    mean, var = np.full(shape[1], -40.0, np.float32), np.full(shape[1], 100.0, np.float32)
+    model = average_models(
+        [
+            build_model(
+                shape,
+                len(CLASSES),
+                filters=[4],
+                lstm_units=[4],
+                dense_units=4,
+                mean=mean,
+                variance=var,
+                specaugment={"rate": 0.5},
+                name=f"cnn_lstm_{i}",
+            )
+            for i in range(members)
+        ]
+    )
+    if stats_head:
+        from ser.training.stats_head import fit_stats_head
+
+        rng = np.random.default_rng(seed)
+        x = (mean + 10 * rng.standard_normal((48, *shape))).astype(np.float32)
+        y = np.arange(48) % len(CLASSES)
+        model = average_models([model, fit_stats_head(x, y, x[:16], y[:16], len(CLASSES))[0]], name="cnn_lstm_stats")
+    model_dir.mkdir(parents=True, exist_ok=True)
+    model.save(model_dir / "model.keras")
+    write_json(
+        model_dir / "preprocess.json",
+        {
+            "classes": CLASSES,
+            "features": FEATURES,
+            "shape": list(shape),
+            "mean": mean.tolist(),
+            "variance": var.tolist(),
+            "training": {"epochs_run": 0},
+        },
+    )
+    return model_dir
+
+
+def package_tiny_model(workdir: Path, gates_passed: bool = True) -> dict:
+    """Tiny model, metrics and package into the current BENTOML_HOME; returns package's summary."""
+    from ser.serving.package import package
+
+    model_dir = make_tiny_model(workdir / "models")
+    write_json(workdir / "metrics.json", {"accuracy": 0.5, "uar": 0.5, "macro_f1": 0.5, "gates_passed": gates_passed})
+    return package(
+        tiny_params(),
+        model_dir,
+        workdir / "metrics.json",
+        workdir / "package.json",
+        lock_path=workdir / "dvc.lock",
+        gate_path=workdir / "gate.json",
+        card_path=workdir / "model_card.md",
+    )
+
+
+def tone(seconds: float, rate: int = 16000, channels: int = 1, freq: float = 220.0) -> np.ndarray:
+    """A float32 (frames, channels) tone with a little noise."""
+    t = np.arange(int(round(seconds * rate))) / rate
+    wave = 0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * np.random.default_rng(0).standard_normal(t.size)
+    return np.repeat(wave[:, None], channels, axis=1).astype(np.float32)
+
+
+def audio_bytes(samples: np.ndarray, rate: int = 16000, fmt: str = "WAV", subtype: str | None = None) -> bytes:
+    """Encode samples as a file in memory (WAV, FLAC, OGG, MP3 ...)."""
+    buf = io.BytesIO()
+    sf.write(buf, samples, rate, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+def wav_bytes(seconds: float, rate: int = 16000, channels: int = 1) -> bytes:
+    return audio_bytes(tone(seconds, rate, channels), rate)
+
+
+def silent_flac(seconds: float, rate: int = 16000) -> bytes:
+    """A FLAC of `seconds` of silence, written in chunks: an hour is ~180 KB."""
+    buf, chunk = io.BytesIO(), np.zeros(rate * 60, np.float32)
+    with sf.SoundFile(buf, "w", rate, 1, format="FLAC") as f:
+        for _ in range(int(seconds // 60)):
+            f.write(chunk)
+        f.write(np.zeros(int(seconds % 60 * rate), np.float32))
+    return buf.getvalue()
+
+
+def _nan_wav() -> bytes:
+    """A float WAV holding one NaN sample."""
+    wave = tone(1.0)
+    wave[100] = np.nan
+    return audio_bytes(wave, 16000, "WAV", "FLOAT")
+
+
+def bad_uploads() -> dict[str, tuple]:
+    """Every bad input of the service's contract: name -> (make bytes, HTTP status, words of the message).
+
+    Sized for the `SERVE` limits above (2 MiB upload cap, 10 s duration cap).
+    """
+    return {
+        "empty body": (lambda: b"", 400, "empty upload"),
+        "non-audio bytes": (lambda: b"this is not audio at all" * 50, 400, "not a readable audio file"),
+        "truncated wav": (lambda: wav_bytes(1.0)[:20000], 400, "truncated"),
+        "truncated flac": (lambda: audio_bytes(tone(1.0), 16000, "FLAC")[:3000], 400, "truncated"),
+        "zero-length audio": (lambda: audio_bytes(np.zeros((0, 1), np.float32), 16000), 400, "no samples"),
+        "NaN samples": (_nan_wav, 400, "NaN or infinite"),
+        "very low sample rate": (lambda: wav_bytes(1.0, rate=1000), 400, "sample rate 1000 Hz"),
+        "very high sample rate": (lambda: audio_bytes(tone(0.1, 16000), 400000), 400, "sample rate 400000 Hz"),
+        "too many channels": (lambda: wav_bytes(0.2, channels=12), 400, "12 channels"),
+        "over the upload cap": (lambda: wav_bytes(70.0, rate=16000)[: int(2.5 * 2**20)], 413, "MiB upload cap"),
+        "over the duration cap": (lambda: wav_bytes(11.0), 413, "the limit is 10 s"),
+        "hour of silence, tiny flac": (lambda: silent_flac(3600), 413, "lasts 3600.0 s"),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Served:
+    """`bentoml serve <target>` on 127.0.0.1 for the duration of a `with` block; yields the base URL.
+
+    Args:
+        target: a service import path or a Bento tag.
+        env: extra environment (BENTOML_HOME, SER_*).
+        cwd: working directory of the server.
+        timeout: seconds to wait for /readyz.
+    """
+
+    def __init__(self, target: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 240) -> None:
+        self.target, self.cwd, self.timeout = target, cwd, timeout
+        self.env = {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            **(env or {}),
+        }
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
+
+    @property
+    def log(self) -> str:
+        """Everything the server printed so far (the tail, for error messages)."""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-4000:]
+
+    def __enter__(self) -> str:
+        import requests
+
+        cmd = ["bentoml", "serve", self.target, "--host", "127.0.0.1", "--port", str(self.port)]
+        self.proc = subprocess.Popen(
+            cmd, cwd=self.cwd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{' '.join(cmd)} exited {self.proc.returncode}:\n{self.log}")
+            try:
+                if requests.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return self.url
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        self.__exit__()
+        raise RuntimeError(f"{' '.join(cmd)} not ready after {self.timeout:.0f} s:\n{self.log}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(self.proc.pid, sig)
+                self.proc.wait(timeout=wait)
+                break
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue

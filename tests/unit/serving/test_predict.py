@@ -1,0 +1,67 @@
+"""`ser predict` on a local model: tables and JSON, a timeline for long files, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from ser.cli import app
+from tests.support import make_tiny_model, tone
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("model"))
+
+
+def test_predict_short_and_long_files(model_dir, tmp_path):
+    # The tiny model's window is 1 s: a 0.8 s clip is one window, a 6 s clip a timeline.
+    sf.write(tmp_path / "short.wav", tone(0.8), 16000)
+    sf.write(tmp_path / "long.flac", tone(6.0), 16000)
+    args = ["predict", str(tmp_path / "short.wav"), str(tmp_path / "long.flac"), "--model-dir", str(model_dir)]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    short, long = json.loads(result.output)
+    assert len(short["windows"]) == 1 and len(long["windows"]) == 4  # 6 s, windows every 1.75 s
+    assert abs(sum(short["probabilities"].values()) - 1) < 1e-3
+    assert short["label"] == max(short["probabilities"], key=short["probabilities"].get)
+    probs = np.array([list(w["probabilities"].values()) for w in long["windows"]]).mean(axis=0)
+    assert np.allclose(probs, list(long["probabilities"].values()), atol=1e-5)  # aggregate = window mean
+    table = CliRunner().invoke(app, args)
+    assert table.exit_code == 0 and "per window" in table.output and short["label"] in table.output
+
+
+def test_predict_names_a_bad_file(model_dir, tmp_path):
+    (tmp_path / "notaudio.wav").write_text("hello")
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "notaudio.wav"), "--model-dir", str(model_dir)])
+    assert result.exit_code == 2 and "notaudio.wav: cannot decode audio" in result.output
+
+
+def test_predict_without_a_model(tmp_path):
+    sf.write(tmp_path / "a.wav", tone(1.0), 16000)
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "a.wav"), "--model-dir", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "no model.keras" in result.output
+
+
+def test_an_ensemble_serves_the_mean_of_its_members(tmp_path):
+    from ser.serving.predictor import Predictor
+
+    predictor = Predictor(make_tiny_model(tmp_path / "ensemble", members=2), max_batch=4)
+    features, _ = predictor.featurize(tone(3.0)[:, 0])  # 3 s: a timeline of windows
+    members = [np.asarray(predictor.model.get_layer(f"cnn_lstm_{i}")(features)) for i in range(2)]
+    assert not np.allclose(members[0], members[1])
+    assert np.allclose(predictor.infer(features), np.mean(members, axis=0), atol=1e-5)
+
+
+def test_a_model_with_a_statistics_head_serves_the_mean_of_both(tmp_path):
+    from ser.serving.predictor import Predictor
+
+    predictor = Predictor(make_tiny_model(tmp_path / "stats", stats_head=True), max_batch=4)
+    features, _ = predictor.featurize(tone(3.0)[:, 0])
+    parts = [np.asarray(predictor.model.get_layer(name)(features)) for name in ("cnn_lstm_0", "stats_head")]
+    assert not np.allclose(parts[0], parts[1])
+    assert np.allclose(predictor.infer(features), np.mean(parts, axis=0), atol=1e-5)

@@ -1,0 +1,280 @@
+"""The CNN-LSTM: output shape and probabilities, convolution over time, safe-mode
+save/load, and SpecAugment acting in training only."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ser.training.model import SpecAugment, build_model, load_model
+
+ROOT = Path(__file__).resolve().parents[3]
+SMALL = dict(filters=[8, 8, 8], lstm_units=[8, 8], dense_units=8)
+
+
+def test_output_is_a_probability_per_class():
+    model = build_model((110, 32), 7, **SMALL)
+    probs = np.asarray(model(np.random.default_rng(0).normal(size=(5, 110, 32)).astype("float32")))
+    assert probs.shape == (5, 7)
+    assert np.allclose(probs.sum(axis=1), 1, atol=1e-5) and (probs >= 0).all()
+
+
+def test_convolutions_run_along_time():
+    model = build_model((110, 32), 8, **SMALL)
+    conv = model.get_layer("conv0")
+    # Conv1D kernels are (width, in_channels, filters): mel bins are the channels, time is the axis.
+    assert conv.kernel.shape == (5, 32, 8)
+    assert model.get_layer("pool2").output.shape[1] == 14  # 110 frames pooled 3x by 2
+
+
+def test_conv2d_front_end_slides_over_time_and_mel_and_round_trips(tmp_path):
+    model = build_model((110, 32), 8, frontend="conv2d", kernel_size=3, **SMALL)
+    # Conv2D kernels are (time, mel, in_channels, filters): one input channel, the log-mel image.
+    assert model.get_layer("conv0").kernel.shape == (3, 3, 1, 8)
+    assert model.get_layer("pool2").output.shape[1:] == (14, 4, 8)  # both axes pooled 3x by 2
+    assert model.get_layer("frames").output.shape[1:] == (14, 32)  # 4 mel cells x 8 channels per frame
+    x = np.random.default_rng(3).normal(size=(2, 110, 32)).astype("float32")
+    model.save(tmp_path / "m.keras")
+    assert np.allclose(load_model(tmp_path / "m.keras").predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_unknown_frontend_is_refused():
+    with pytest.raises(ValueError, match="model.frontend"):
+        build_model((40, 16), 4, frontend="transformer", **SMALL)
+
+
+def test_normalisation_uses_training_statistics():
+    mean, var = np.full(16, 3.0, np.float32), np.full(16, 4.0, np.float32)
+    model = build_model((20, 16), 2, mean=mean, variance=var, **SMALL)
+    norm = model.get_layer("train_norm")
+    out = np.asarray(norm(np.full((1, 20, 16), 5.0, np.float32)))
+    assert np.allclose(out, 1.0, atol=1e-3)
+
+
+def test_safe_mode_round_trip(tmp_path):
+    model = build_model((40, 16), 4, specaugment={"rate": 1.0, "seed": 0}, **SMALL)
+    x = np.random.default_rng(1).normal(size=(3, 40, 16)).astype("float32")
+    model.save(tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
+    assert np.allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
+
+
+def test_specaugment_masks_only_in_training():
+    layer = SpecAugment(rate=1.0, freq_masks=2, freq_width=4, time_masks=2, time_width=10, seed=0)
+    x = np.ones((4, 50, 16), np.float32)
+    assert np.array_equal(np.asarray(layer(x, training=False)), x)
+    masked = np.asarray(layer(x, training=True))
+    assert 0 < (masked == 0).mean() < 0.6
+    assert np.array_equal(np.asarray(SpecAugment(rate=0.0)(x, training=True)), x)
+
+
+@pytest.mark.parametrize("n_classes", [2, 8])
+def test_a_few_steps_reduce_the_loss(n_classes):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, n_classes, 64)
+    x = rng.normal(size=(64, 30, 8)).astype("float32") + y[:, None, None].astype("float32")
+    model = build_model((30, 8), n_classes, **SMALL)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    hist = model.fit(x, y, epochs=8, batch_size=16, verbose=0).history["loss"]
+    assert hist[-1] < hist[0]
+
+
+@pytest.mark.parametrize(("pooling", "bidirectional"), [("mean", False), ("attention", True), ("last", True)])
+def test_pooling_and_bidirectional_variants_round_trip(tmp_path, pooling, bidirectional):
+    model = build_model((40, 16), 4, pooling=pooling, bidirectional=bidirectional, utterance_norm=True, **SMALL)
+    x = np.random.default_rng(2).normal(size=(3, 40, 16)).astype("float32")
+    model.save(tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")  # custom layers load in safe mode
+    assert np.allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
+    assert np.allclose(np.asarray(model(x)).sum(axis=1), 1, atol=1e-5)
+
+
+def test_utterance_norm_removes_each_clips_own_level():
+    """A clip and the same clip 20 dB louder in every bin give the same prediction."""
+    model = build_model((40, 16), 4, utterance_norm=True, **SMALL)
+    x = np.random.default_rng(3).normal(size=(2, 40, 16)).astype("float32")
+    assert np.allclose(np.asarray(model(x)), np.asarray(model(x + 20.0)), atol=1e-5)
+
+
+def test_unknown_pooling_is_refused():
+    with pytest.raises(ValueError, match="model.pooling"):
+        build_model((40, 16), 4, pooling="max", **SMALL)
+
+
+def test_mixup_batches_mix_inputs_and_labels_alike():
+    from ser.training.fit_loop import MixupBatches
+
+    x = np.stack([np.full((5, 3), i, np.float32) for i in range(8)])
+    y = np.arange(8) % 4
+    xb, yb = MixupBatches(x, y, 4, batch=8, mixup=0.4, seed=0)[0]
+    xb, yb = np.asarray(xb), np.asarray(yb)
+    assert np.allclose(yb.sum(axis=1), 1, atol=1e-6)  # still a distribution
+    assert not np.allclose(xb, np.round(xb))  # inputs are blends, not originals
+    plain = MixupBatches(x, y, 4, batch=3, mixup=0.0, seed=0)
+    plain_x, plain_y = plain[0]
+    assert set(np.asarray(plain_y).max(axis=1)) == {1.0}
+    assert len(plain) == 3 and len(plain[2][0]) == 2  # the last batch holds the remainder
+
+
+def test_training_batches_cover_every_example_once_per_epoch_in_a_new_order():
+    from ser.training.fit_loop import MixupBatches
+
+    x = np.arange(10, dtype=np.float32).reshape(10, 1, 1) * np.ones((1, 2, 3), np.float32)
+    batches = MixupBatches(x, np.arange(10) % 2, 2, batch=4, mixup=0.0, seed=1)
+    first = np.concatenate([batches[i][0][:, 0, 0] for i in range(len(batches))])
+    batches.on_epoch_end()
+    second = np.concatenate([batches[i][0][:, 0, 0] for i in range(len(batches))])
+    assert sorted(first) == sorted(second) == list(range(10))
+    assert list(first) != list(second)
+
+
+def test_placement_without_a_gpu_is_the_plain_cpu():
+    from ser.training.placement import device_placement, visible_gpus
+
+    if visible_gpus():
+        pytest.skip("a GPU is visible")
+    placement = device_placement()
+    assert placement.replicas == 1 and placement.strategy is None
+    with placement.scope():
+        assert build_model((20, 8), 2, **SMALL).count_params() > 0
+
+
+def test_average_models_is_the_mean_of_its_members_and_round_trips(tmp_path):
+    from ser.training.model import average_models
+
+    members = [
+        build_model((40, 16), 4, name=f"m{i}", utterance_norm=True, pooling="attention", **SMALL) for i in range(3)
+    ]
+    x = np.random.default_rng(2).normal(size=(5, 40, 16)).astype("float32")
+    ensemble = average_models(members)
+    expected = np.mean([np.asarray(m(x)) for m in members], axis=0)
+    assert np.allclose(np.asarray(ensemble(x)), expected, atol=1e-6)
+    assert average_models(members[:1]) is members[0]
+    ensemble.save(tmp_path / "ensemble.keras")
+    loaded = load_model(tmp_path / "ensemble.keras")
+    assert np.allclose(np.asarray(loaded(x)), expected, atol=1e-6)
+
+
+def tiny_features(features: Path) -> tuple[Path, np.ndarray]:
+    """A featurize-stage folder of random windows (4 classes, 30 frames x 8 mels); returns it and x."""
+    from ser.io import write_json
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 30, 8)).astype("float32"), np.arange(40) % 4
+    features.mkdir(parents=True)
+    np.savez(features / "train.npz", x=x, y=y)
+    np.savez(features / "val.npz", x=x[:8], y=y[:8])
+    write_json(
+        features / "stats.json",
+        {"classes": ["a", "b", "c", "d"], "shape": [30, 8], "mean": [0.0] * 8, "variance": [1.0] * 8},
+    )
+    return features, x
+
+
+JAX_TRAIN = """
+import sys, keras, numpy as np
+from pathlib import Path
+from ser.config import Params
+from ser.training.train import train
+from tests.conftest import tiny_params
+assert keras.backend.backend() == "jax", keras.backend.backend()
+out = Path(sys.argv[1])
+params = Params.model_validate(tiny_params(model={"frontend": sys.argv[2]}, train={"epochs": 2}))
+print(train(params, out / "features", out / "model", out / "history.csv"))
+from ser.training.model import load_model
+x = np.load(out / "features" / "train.npz")["x"][:4]
+np.save(out / "probs.npy", np.asarray(load_model(out / "model" / "model.keras")(x)))
+"""
+
+
+@pytest.mark.parametrize("frontend", ["conv1d", "conv2d"])
+def test_a_model_trained_on_the_jax_backend_loads_and_predicts_alike_on_tensorflow(tmp_path, frontend):
+    # GPU machines without TensorFlow train with KERAS_BACKEND=jax; serving loads the model on TensorFlow.
+    pytest.importorskip("jax")
+    _, x = tiny_features(tmp_path / "features")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", JAX_TRAIN, str(tmp_path), frontend],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "'epochs_run': 2" in done.stdout
+    served = np.asarray(load_model(tmp_path / "model" / "model.keras")(x[:4]))
+    assert np.allclose(served, np.load(tmp_path / "probs.npy"), atol=1e-5)
+
+
+def test_train_with_ensemble_fits_each_seed_and_saves_one_averaging_model(tmp_path):
+    from ser.config import Params
+    from ser.io import read_json
+    from ser.training.train import history_summary, train
+    from tests.conftest import tiny_params
+
+    params = Params.model_validate(tiny_params(train={"ensemble": 2, "epochs": 2}))
+    features, x = tiny_features(tmp_path / "features")
+    summary = train(params, features, tmp_path / "model", tmp_path / "reports" / "history.csv")
+    history = pd.read_csv(tmp_path / "reports" / "history.csv")
+    assert sorted(history["member"].unique()) == [0, 1] and (tmp_path / "reports" / "curves.png").is_file()
+    assert summary["epochs_run"] == [2, 2] and summary["ensemble"] == 2
+    assert {k: summary[k] for k in ("epochs_run", "best_epoch")} == history_summary(history, params.train.schedule)
+    assert read_json(tmp_path / "model" / "preprocess.json")["training"] == summary
+    model = load_model(tmp_path / "model" / "model.keras")
+    assert [layer.name for layer in model.layers[1:-1]] == ["cnn_lstm_seed42", "cnn_lstm_seed43"]
+    members = [np.asarray(model.get_layer(n)(x[:4])) for n in ("cnn_lstm_seed42", "cnn_lstm_seed43")]
+    assert not np.allclose(members[0], members[1])  # different seeds, different models
+    assert np.allclose(np.asarray(model(x[:4])), np.mean(members, axis=0), atol=1e-6)
+
+
+def test_average_weights_keeps_the_mean_of_the_last_epochs():
+    from ser.training.fit_loop import AverageWeights
+
+    model = build_model((16, 8), 3, **SMALL)
+    start = model.get_weights()
+    callback = AverageWeights(epochs=4, last=2)
+    callback.set_model(model)
+    seen = []
+    for epoch in range(4):
+        model.set_weights([w + (epoch + 1) if np.issubdtype(w.dtype, np.floating) else w for w in start])
+        seen.append(model.get_weights())
+        callback.on_epoch_end(epoch)
+    callback.on_train_end()
+    for got, third, fourth in zip(model.get_weights(), seen[2], seen[3], strict=True):
+        assert np.allclose(got, (third + fourth) / 2, atol=1e-5)  # epochs 1-2 left out
+
+
+def test_cosine_schedule_runs_every_epoch_and_keeps_the_last(tmp_path):
+    from ser.config import Params
+    from ser.training.fit_loop import learning_rate_schedule
+    from ser.training.train import train
+    from tests.conftest import tiny_params
+
+    # average_last above epochs is capped: all 3 epochs are averaged (a quick run needs no second override).
+    params = Params.model_validate(tiny_params(train={"epochs": 3, "schedule": "cosine", "average_last": 10}))
+    _, callbacks = learning_rate_schedule(params.train, steps=5)
+    assert [(type(c).__name__, c.first) for c in callbacks] == [("AverageWeights", 0)]
+    features, x = tiny_features(tmp_path / "features")
+    summary = train(params, features, tmp_path / "model", tmp_path / "reports" / "history.csv")
+    assert summary["epochs_run"] == 3 and summary["best_epoch"] == 3  # no early stop; the end is kept
+    probs = np.asarray(load_model(tmp_path / "model" / "model.keras")(x[:4]))
+    assert np.isfinite(probs).all() and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+
+
+def test_weight_averaging_needs_the_cosine_schedule():
+    from ser.config import Params
+    from tests.conftest import tiny_params
+
+    train = {"schedule": "plateau", "average_last": 2}
+    with pytest.raises(ValueError, match=r"average_last \(2\) needs schedule: cosine.*train.average_last=0"):
+        Params.model_validate(tiny_params(train=train))
