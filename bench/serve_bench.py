@@ -38,6 +38,17 @@ VARIANTS = {
 }
 
 
+def variant_list(text: str) -> list[str]:
+    """`--variants`: comma-separated names of VARIANTS, refused (naming the known ones) otherwise."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown variant(s) {unknown or text!r}; expected some of {', '.join(VARIANTS)}"
+        )
+    return names
+
+
 def clip_bytes(seconds: float = 3.5, rate: int = 16000) -> bytes:
     """A WAV of a noisy tone, the shape of a RAVDESS clip."""
     return wav_bytes(seconds, rate)
@@ -129,14 +140,24 @@ def bench_variant(name: str, data: bytes, args: argparse.Namespace) -> dict:
     return result
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parser() -> argparse.ArgumentParser:
+    """The benchmark's options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of sustained load per variant")
     parser.add_argument("--single-seconds", type=float, default=10.0, help="seconds of sequential single requests")
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients under load")
-    parser.add_argument("--variants", default="batched,direct,naive", help="comma-separated subset to run")
+    parser.add_argument(
+        "--variants",
+        type=variant_list,
+        default="batched,unbatched,naive",
+        help=f"comma-separated: {', '.join(VARIANTS)}",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parser().parse_args(argv)
     data = clip_bytes()
     results = {
         "cpus": os.cpu_count(),
@@ -145,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
         "concurrency": args.concurrency,
         "variants": {},
     }
-    for name in args.variants.split(","):
+    for name in args.variants:
         results["variants"][name] = bench_variant(name, data, args)
     if "naive" in results["variants"]:
         base = results["variants"]["naive"]["load"]["rps"] or float("nan")

@@ -156,3 +156,12 @@ def test_fuse_probs_averages_members_equally_and_refuses_other_clips(tmp_path, c
     with pytest.raises(SystemExit):
         fuse_probs.main([str(tmp_path / "absent.npz")])
     assert "no such probabilities file" in capsys.readouterr().err
+
+
+def test_serve_bench_default_variants_exist_and_unknown_ones_are_refused(capsys):
+    from bench import serve_bench
+
+    assert serve_bench.parser().parse_args([]).variants == ["batched", "unbatched", "naive"]
+    with pytest.raises(SystemExit):
+        serve_bench.parser().parse_args(["--variants", "batched,direct"])
+    assert "unknown variant(s) ['direct']" in capsys.readouterr().err
