@@ -28,6 +28,7 @@ $(VENV)/.installed-$(TF): $(LOCK) pyproject.toml
 	$(VENV)/bin/pip install -q --disable-pip-version-check "uv>=0.8,<1"
 	$(VENV)/bin/uv pip install -q --python $(PY) -r $(LOCK)
 	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
+	$(PY) -m scripts.warm_numba_cache  # one process fills librosa's numba cache (parallel first imports can corrupt it)
 	touch $@
 
 # The pipeline as one DVC experiment in a temporary copy: the checkout stays as committed (scripts/run.sh).
