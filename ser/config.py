@@ -147,6 +147,10 @@ class ModelParams(_Strict):
         return value
 
 
+_PLATEAU_KEEPS = "plateau keeps its best epoch's weights (set train.average_last=0 with schedule: plateau)"
+_PLATEAU_STOPS = "plateau stops early on the validation loss, which refit cannot (set train.refit=false)"
+
+
 class TrainParams(_Strict):
     epochs: int = Field(40, ge=1)
     batch_size: int = Field(32, ge=1)
@@ -167,15 +171,9 @@ class TrainParams(_Strict):
     @model_validator(mode="after")
     def _averaging_needs_cosine(self) -> TrainParams:
         if self.average_last and self.schedule != "cosine":
-            raise ValueError(
-                f"average_last ({self.average_last}) needs schedule: cosine; plateau keeps its best "
-                "epoch's weights (set train.average_last=0 with schedule: plateau)"
-            )
+            raise ValueError(f"average_last ({self.average_last}) needs schedule: cosine; {_PLATEAU_KEEPS}")
         if self.refit and self.schedule != "cosine":
-            raise ValueError(
-                "train.refit needs schedule: cosine; plateau stops early on the validation loss, "
-                "which a model trained on the validation clips cannot do (set train.refit=false)"
-            )
+            raise ValueError(f"train.refit needs schedule: cosine; {_PLATEAU_STOPS}")
         return self
 
 
@@ -225,6 +223,10 @@ class ServeParams(_Strict):
     window_hop_s: float = Field(1.75, gt=0)
     max_batch_size: int = Field(32, ge=1)
     max_latency_ms: int = Field(20, ge=1)
+    max_batch_files: int = Field(64, ge=1)  # files one /predict_batch request may hold
+    # samples decoding may cost (seconds x source rate x channels), checked on the header first
+    max_samples_per_file: int = Field(5_760_000, ge=1)  # 60 s of 48 kHz stereo
+    max_samples_per_request: int = Field(23_040_000, ge=1)
 
 
 class Params(_Strict):
@@ -250,10 +252,8 @@ def parse_params(raw: dict[str, Any] | None, origin: str = "params.yaml") -> Par
     try:
         return Params.model_validate(raw or {})
     except ValidationError as err:
-        lines = []
-        for e in err.errors():
-            key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-            lines.append(f"{origin}: {key}: {e['msg']} (got {e.get('input')!r})")
+        keys = [".".join(str(p) for p in e["loc"]) or "(top level)" for e in err.errors()]
+        lines = [f"{origin}: {k}: {e['msg']} (got {e.get('input')!r})" for k, e in zip(keys, err.errors(), strict=True)]
         raise ParamsError("\n".join(lines)) from None
 
 

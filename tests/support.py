@@ -16,6 +16,7 @@ import io
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,16 @@ FEATURES = {
     "top_db": 80.0,
     "workers": 1,
 }
-SERVE = {"max_upload_mb": 2, "max_duration_s": 10, "window_hop_s": 0.5, "max_batch_size": 8, "max_latency_ms": 50}
+SERVE = {
+    "max_upload_mb": 2,
+    "max_duration_s": 10,
+    "window_hop_s": 0.5,
+    "max_batch_size": 8,
+    "max_latency_ms": 50,
+    "max_batch_files": 8,
+    "max_samples_per_file": 1_000_000,
+    "max_samples_per_request": 2_000_000,
+}
 
 
 # Headless Chromium as this machine runs it (no sandbox as root, no GPU, nothing fetched in the background).
@@ -191,6 +201,28 @@ def bad_uploads() -> dict[str, tuple]:
     }
 
 
+def flac_of_unknown_length(seconds: float, rate: int = 16000) -> bytes:
+    """A FLAC whose STREAMINFO total_samples is 0, as streaming encoders write (legal FLAC)."""
+    data = bytearray(audio_bytes(tone(seconds, rate), rate, "FLAC"))
+    word = int.from_bytes(data[18:26], "big") & ~((1 << 36) - 1)  # the low 36 bits: total samples
+    data[18:26] = word.to_bytes(8, "big")
+    return bytes(data)
+
+
+def streamed_wav(seconds: float) -> bytes:
+    """A WAV whose RIFF and data sizes say 0xFFFFFFFF, as a streaming recorder leaves them."""
+    data = bytearray(wav_bytes(seconds))
+    data[4:8] = data[40:44] = struct.pack("<I", 0xFFFFFFFF)
+    return bytes(data)
+
+
+def float_wav(wave: np.ndarray, rate: int = 16000) -> bytes:
+    return audio_bytes(wave.astype(np.float32), rate, "WAV", "FLOAT")
+
+
+PEAK = np.float32(3e17) * tone(1.0)  # finite float samples far above full scale
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -221,10 +253,15 @@ class Served:
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
 
     @property
-    def log(self) -> str:
-        """Everything the server printed so far (the tail, for error messages)."""
+    def full_log(self) -> str:
+        """Everything the server printed so far."""
         self._log.seek(0)
-        return self._log.read().decode(errors="replace")[-4000:]
+        return self._log.read().decode(errors="replace")
+
+    @property
+    def log(self) -> str:
+        """The tail of what the server printed (for error messages)."""
+        return self.full_log[-4000:]
 
     def __enter__(self) -> str:
         import requests

@@ -22,30 +22,27 @@ app.add_typer(data_app, name="data")
 ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to read.")]
 
 
-def _input_errors() -> tuple[type[Exception], ...]:
-    from ser.audio import AudioError
-    from ser.config import ParamsError
-    from ser.data.contract import ContractError
-    from ser.data.download import DownloadError
-    from ser.data.eda import EdaError
-    from ser.data.featurize import FeaturizeError
-    from ser.data.ingest import IngestError
-    from ser.data.splits import SplitError
-    from ser.labels import LabelError
-    from ser.serving.predict import PredictError
+# The errors that end a command with a clear line, by (module, class). An exception can only be of a
+# class whose module was imported, so matching through sys.modules needs no import: a light command
+# (`ser predict --url`) does not pay for TensorFlow to learn the names of errors it cannot raise.
+GATE_ERRORS = [("ser.training.evaluate", "GateError"), ("ser.serving.package", "PackageError")]
+INPUT_ERRORS = [
+    ("ser.audio", "AudioError"),
+    ("ser.config", "ParamsError"),
+    ("ser.data.contract", "ContractError"),
+    ("ser.data.download", "DownloadError"),
+    ("ser.data.eda", "EdaError"),
+    ("ser.data.featurize", "FeaturizeError"),
+    ("ser.data.ingest", "IngestError"),
+    ("ser.data.splits", "SplitError"),
+    ("ser.labels", "LabelError"),
+    ("ser.serving.predict", "PredictError"),
+]
 
-    return (
-        AudioError,
-        ParamsError,
-        ContractError,
-        DownloadError,
-        EdaError,
-        FeaturizeError,
-        IngestError,
-        LabelError,
-        PredictError,
-        SplitError,
-    )
+
+def is_one_of(err: BaseException, names: list[tuple[str, str]]) -> bool:
+    """Whether `err` is an instance of one of the named classes (of modules already imported)."""
+    return any(isinstance(err, getattr(sys.modules[m], c)) for m, c in names if m in sys.modules)
 
 
 def stage(func: Callable) -> Callable:
@@ -57,16 +54,15 @@ def stage(func: Callable) -> Callable:
             level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
         )
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from ser.serving.package import PackageError
-        from ser.training.evaluate import GateError
-
         try:
             return func(*args, **kwargs)
-        except (GateError, PackageError) as err:
-            typer.echo(f"error: quality gate failed: {err}", err=True)
-            raise typer.Exit(1) from None
-        except _input_errors() as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(2) from None
+        except Exception as err:
+            if is_one_of(err, GATE_ERRORS):
+                typer.echo(f"error: quality gate failed: {err}", err=True)
+                raise typer.Exit(1) from None
+            if is_one_of(err, INPUT_ERRORS):
+                typer.echo(f"error: {err}", err=True)
+                raise typer.Exit(2) from None
+            raise
 
     return wrapper

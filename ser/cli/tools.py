@@ -30,16 +30,21 @@ def predict(
     hop: Annotated[float, typer.Option(help="Seconds between windows of a long file.")] = 1.75,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """Predict the emotion of audio files: top emotion, probabilities, per-window timeline for long files."""
+    """Predict the emotion of audio files: top emotion, probabilities, per-window timeline for long files.
+
+    A file that cannot be scored gets its error (and code) among the results; the exit code is then 2.
+    """
     import json
 
-    from ser.serving.predict import predict_local, predict_remote, render
+    from ser.serving.predict import failed, predict_local, predict_remote, render
 
     results = predict_remote(files, url) if url else predict_local(files, model_dir, hop)
     if as_json:
         typer.echo(json.dumps(results, indent=2))
     else:
         render(results)
+    if failed(results):  # every good file's answer is printed first; the bad ones make the exit code
+        raise typer.Exit(2)
 
 
 @app.command()

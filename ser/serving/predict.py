@@ -1,8 +1,12 @@
 """`ser predict`: emotion of audio files from a local model folder or a running service.
 
 Local predictions go through `ser.serving.predictor.Predictor`, the service's own windowing,
-features and model call, so a file gets the same answer here as over HTTP. A long file
-gets one prediction per window (a timeline) plus their mean.
+features and model call, and files are decoded by the service's own checked decoder
+(`ser.serving.uploads`, with limits for local files), so a file gets the same answer here as
+over HTTP. Every file is decoded before the model loads, so a run of bad files costs no model
+load, and one bad file does not cost the others their answers: it gets an `error` entry and
+the command exits 2 after printing every result. A long file gets one prediction per window
+(a timeline) plus their mean.
 
     ser predict clip.wav long.flac                      # models/ (the train stage output)
     ser predict clip.wav --url http://127.0.0.1:3000    # a running `ser serve`
@@ -12,37 +16,59 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ser.audio import load_audio
+from ser.audio import AudioError
+
+# Local files may be long (an hour of 48 kHz stereo) and large; the service's caps are for uploads.
+LOCAL_LIMITS = {
+    "max_upload_mb": 4096,
+    "max_duration_s": 3600,
+    "max_samples_per_file": 3600 * 96000,
+    "max_samples_per_request": 3600 * 96000,
+}
 
 
 class PredictError(ValueError):
     """A file could not be scored (named in the message)."""
 
 
+def failed(results: list[dict]) -> list[dict]:
+    """The entries of files that could not be scored."""
+    return [r for r in results if "error" in r]
+
+
 def predict_local(paths: list[Path], model_dir: Path, hop_s: float = 1.75) -> list[dict]:
-    """Score files with the model in `model_dir` (model.keras + preprocess.json)."""
-    from ser.serving.predictor import Predictor
+    """Score files with the model in `model_dir` (model.keras + preprocess.json); bad files get `error`."""
+    from ser.io import read_json
+    from ser.serving.uploads import Limits, UploadError, decode_upload
 
     if not (model_dir / "model.keras").is_file():
         raise PredictError(f"{model_dir}: no model.keras; run `dvc repro train` or pass --model-dir")
-    predictor = Predictor(model_dir, hop_s=hop_s, max_batch=8, xla=False)
-    results = []
-    for path in paths:
-        wave = load_audio(path, predictor.params.sample_rate)
+    rate = int(read_json(model_dir / "preprocess.json")["features"]["sample_rate"])
+    limits = Limits.from_serve(LOCAL_LIMITS)
+    clips: dict[int, object] = {}
+    results: list[dict] = [{"file": str(p)} for p in paths]
+    for i, path in enumerate(paths):
+        try:
+            clips[i] = decode_upload(path, rate, limits)
+        except (UploadError, AudioError, OSError) as err:
+            results[i].update(error=str(err), code=getattr(err, "code", "unreadable"))
+    if not clips:
+        return results
+    from ser.serving.predictor import Predictor
+
+    predictor = Predictor(model_dir, hop_s=hop_s, max_batch=8, xla=False, warm=False)
+    for i, clip in clips.items():
+        wave = clip.wave  # type: ignore[attr-defined]
         feats, starts = predictor.featurize(wave)
         duration = wave.shape[0] / predictor.params.sample_rate
-        results.append(
-            {
-                "file": str(path),
-                "duration_s": round(duration, 3),
-                **predictor.summarise(predictor.infer(feats), starts, duration),
-            }
-        )
+        notes = [*clip.notes, *predictor.window_notes(len(wave))]  # type: ignore[attr-defined]
+        summary = predictor.summarise(predictor.infer(feats), starts, duration)
+        results[i].update(duration_s=round(duration, 3), **summary, notes=notes)
     return results
 
 
 def predict_remote(paths: list[Path], url: str, timeout: float = 60.0) -> list[dict]:
-    """Score files by uploading each to `<url>/predict` of a running EmotionService."""
+    """Score files by uploading each to `<url>/predict` of a running EmotionService; bad files get `error`."""
     import requests
 
     results = []
@@ -50,21 +76,36 @@ def predict_remote(paths: list[Path], url: str, timeout: float = 60.0) -> list[d
         try:
             with path.open("rb") as f:
                 reply = requests.post(f"{url.rstrip('/')}/predict", files={"audio": (path.name, f)}, timeout=timeout)
-        except OSError as err:  # unreadable file, refused connection, timeout
-            raise PredictError(f"{path}: {err}") from None
-        if reply.status_code != 200:
-            raise PredictError(f"{path}: the service answered {reply.status_code}: {reply.text.strip()[:300]}")
-        results.append({"file": str(path), **reply.json()})
+        except requests.ConnectionError as err:  # the service is not there: no file can be scored
+            raise PredictError(f"cannot reach the service at {url}: {err.__class__.__name__}") from None
+        except (OSError, requests.RequestException) as err:  # unreadable file, timeout
+            results.append({"file": str(path), "error": str(err), "code": "unreadable"})
+            continue
+        try:
+            body = reply.json()
+        except ValueError:
+            body = {"error": reply.text.strip()[:300], "code": f"http_{reply.status_code}"}
+        if reply.status_code != 200 or not isinstance(body, dict):
+            message = body.get("error", str(body)[:300]) if isinstance(body, dict) else str(body)[:300]
+            code = body.get("code", f"http_{reply.status_code}") if isinstance(body, dict) else "bad_reply"
+            results.append(
+                {"file": str(path), "error": f"the service answered {reply.status_code}: {message}", "code": code}
+            )
+            continue
+        results.append({"file": str(path), **body})
     return results
 
 
 def render(results: list[dict]) -> None:
-    """Print a table per file: top emotion and every probability; a timeline for long files."""
+    """Print a table per file: top emotion and every probability; a timeline for long files; errors in red."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
     for result in results:
+        if "error" in result:
+            console.print(f"[red]{result['file']}: {result['error']}[/red]", highlight=False, soft_wrap=True)
+            continue
         probs = sorted(result["probabilities"].items(), key=lambda kv: -kv[1])
         table = Table(title=f"{result['file']}: {result['label']}", title_justify="left")
         table.add_column("emotion")
@@ -73,6 +114,8 @@ def render(results: list[dict]) -> None:
         for name, p in probs:
             table.add_row(name, f"{p:.3f}", "█" * round(p * 30))
         console.print(table)
+        for note in result.get("notes", []):
+            console.print(f"note: {note}", highlight=False)
         if len(result.get("windows", [])) > 1:
             timeline = Table(title="per window", title_justify="left")
             for col in ("start s", "end s", "emotion", "probability"):

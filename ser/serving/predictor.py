@@ -9,7 +9,9 @@ batches are zero-padded up to a power of two (1, 2, 4 ... `max_batch`) and
 every bucket is compiled once at start-up (about 1 s each). Features come from `ser.features.extract`,
 the training code, on windows cut by `ser.audio` exactly as in training: a clip
 up to `offset + duration` long gets the training window; longer clips get a
-window every `window_hop_s` and an aggregate (mean of the window probabilities).
+window every `window_hop_s` and an aggregate (mean of the window probabilities). A clip no
+longer than the window is scored whole (offset 0); one a little longer gets the training
+window, and `window_notes` says which lead-in was left out.
 
     predictor = Predictor(Path(model.path), hop_s=1.75)
     feats, starts = predictor.featurize(wave)
@@ -54,6 +56,8 @@ class Predictor:
         threads: TensorFlow intra-op threads (default: $SER_TF_THREADS or the CPU count).
         max_batch: the largest batch one graph call takes (larger inputs are split).
         xla: compile with XLA ($SER_XLA=0 turns it off).
+        warm: compile every batch bucket and warm the feature kind now (a server); False for one-off
+            use (`ser predict`), where each call compiles what it needs.
     """
 
     def __init__(
@@ -63,6 +67,7 @@ class Predictor:
         threads: int | None = None,
         max_batch: int = 32,
         xla: bool | None = None,
+        warm: bool = True,
     ) -> None:
         limit_threads(threads or int(os.environ.get("SER_TF_THREADS", 0)) or os.cpu_count() or 1)
         import tensorflow as tf
@@ -81,10 +86,12 @@ class Predictor:
         self.buckets = [1 << i for i in range(max(1, max_batch).bit_length())]
         if self.buckets[-1] < max_batch:
             self.buckets.append(max_batch)
-        for n in self.buckets:  # compile every bucket now so no request pays for it
-            self.infer(np.zeros((n, *self.shape), np.float32))
         kind = feature_kind(self.params.kind)
         kind.use_packaged(Path(model_dir))  # e.g. the frozen encoder's weights: the packaged model's own copy
+        if not warm:
+            return
+        for n in self.buckets:  # compile every bucket now so no request pays for it
+            self.infer(np.zeros((n, *self.shape), np.float32))
         kind.warm_up(self.params)  # compiled kernels, weights: loaded now, not in the first request
 
     def _call(self, x):
@@ -98,11 +105,26 @@ class Predictor:
         """(n, samples) windows of a mono wave at the model rate, and their start times in seconds."""
         p = self.params
         if wave.shape[0] <= round((p.offset + p.duration) * p.sample_rate):
-            offset = p.offset if wave.shape[0] > round(p.offset * p.sample_rate) else 0.0
+            offset = self._offset(wave.shape[0])
             return fixed_window(wave, p.sample_rate, offset, p.duration)[None], [offset]
         batch = sliding_windows(wave, p.sample_rate, p.duration, self.hop_s)
         step = max(1, int(round(self.hop_s * p.sample_rate)))
         return batch, [i * step / p.sample_rate for i in range(len(batch))]
+
+    def _offset(self, n_samples: int) -> float:
+        """Where a clip's one window starts: training's offset, or 0 when the whole clip fits the window."""
+        p = self.params
+        return 0.0 if n_samples <= round(p.duration * p.sample_rate) else p.offset
+
+    def window_notes(self, n_samples: int) -> list[str]:
+        """What the windowing leaves out of a clip of `n_samples`, said in words (empty when nothing)."""
+        p = self.params
+        offset = self._offset(n_samples) if n_samples <= round((p.offset + p.duration) * p.sample_rate) else 0.0
+        if offset <= 0:
+            return []
+        return [
+            f"the first {offset:g} s is not scored: the model's {p.duration:g} s window starts there, as in training"
+        ]
 
     def featurize(self, wave: np.ndarray) -> tuple[np.ndarray, list[float]]:
         """Model input (n, frames, channels) of every window (`features.extract`), and the window starts."""

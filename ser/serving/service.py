@@ -11,8 +11,10 @@ Endpoints (HTTP POST, multipart upload of field `audio` / `audios`):
 * `/demo/` — a browser page (upload or record, probability bars, emotion over
   time) that calls `/predict` in this same process (`ser.serving.demo`).
 
-Bad input answers 400 (413 for the upload and duration caps) with a message
-naming the problem; the limits come from the `serve` section stored in the
+Bad input answers a 4xx, never a 5xx, in one shape, `{"error": message, "code": code}`
+(`ser.serving.errors.CODES` lists the codes), logged as one line; the upload gate
+(`ser.serving.gate`) and the decoder (`ser.serving.uploads`) bound the bytes, files and
+decoded samples a request may cost. The limits come from the `serve` section stored in the
 model's metadata at packaging time. `SER_MODEL_TAG` picks the model
 (default `ser_emotion:latest`). `SER_BATCHING` picks how `/predict` reaches the
 model: `inprocess` (default, `ser.serving.batching.MicroBatcher`: requests that
@@ -28,24 +30,28 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import cast
+from typing import Annotated, TypeAlias, cast
 
 import anyio
 import bentoml
 import numpy as np
-from bentoml.exceptions import BentoMLException, InvalidArgument
+from bentoml.validators import DType, Shape
 from pydantic import BaseModel
 
 from ser.serving.batching import MicroBatcher
 from ser.serving.demo import demo_app
-from ser.serving.http import BodyLimit, TooLarge, serve_config
+from ser.serving.errors import ClientError, ErrorShape, install_log_filter
+from ser.serving.gate import UploadGate, input_shape, serve_config
 from ser.serving.predictor import Predictor
-from ser.serving.uploads import Limits, UploadError, check_size, decode_upload
+from ser.serving.uploads import Clip, Limits, SampleBudget, UploadError, decode_upload, header_cost, probe
 
 MODEL_TAG = os.environ.get("SER_MODEL_TAG", "ser_emotion:latest")
 BATCHING = os.environ.get("SER_BATCHING", "inprocess")
 MODEL_REF = bentoml.models.BentoModel(MODEL_TAG)
 SERVE = serve_config(MODEL_REF)
+INPUT_SHAPE = input_shape(MODEL_REF)
+# /infer's features are checked per request, before batching: a bad one cannot fail its batch-mates' call
+Features: TypeAlias = Annotated[np.ndarray, Shape((-1, *(INPUT_SHAPE or ()))), DType("float32")]
 
 
 class Window(BaseModel):
@@ -67,9 +73,17 @@ class Prediction(BaseModel):
     notes: list[str] = []
 
 
-def _refuse(err: UploadError, what: str = "") -> BentoMLException:
-    message = f"{what}{err}"
-    return TooLarge(message) if err.status == 413 else InvalidArgument(message)
+def _refuse(err: UploadError, what: str = "") -> ClientError:
+    return ClientError(err.code, f"{what}{err}")
+
+
+def _file_labels(ctx: bentoml.Context | None, n: int) -> list[str]:
+    """`file 3 ('clip.wav')` per file: the clients' own names, which the upload gate kept."""
+    request = getattr(ctx, "request", None)
+    names = getattr(request.state, "upload_names", None) if request is not None else None
+    if not isinstance(names, list) or len(names) != n:
+        return [f"file {i}" for i in range(n)]
+    return [f"file {i} ({str(name)[:80]!r})" for i, name in enumerate(names)]
 
 
 @bentoml.service(
@@ -95,13 +109,16 @@ class EmotionService:
         )
         self.batcher = MicroBatcher(self.predictor.infer_many, self.predictor.buckets[-1])
 
-    def _prepare(self, audio: Path) -> tuple[np.ndarray, list[float], object]:
+    def _prepare(self, audio: Path, budget: SampleBudget | None = None) -> tuple[np.ndarray, list[float], Clip]:
         """Decode and featurize in the request's own thread (parallel across requests)."""
-        clip = decode_upload(audio, self.predictor.params.sample_rate, self.limits)
+        clip = decode_upload(audio, self.predictor.params.sample_rate, self.limits, budget)
         features, starts = self.predictor.featurize(clip.wave)
+        clip.notes.extend(self.predictor.window_notes(len(clip.wave)))
         return features, starts, clip
 
-    def _answer(self, probs: np.ndarray, starts: list[float], clip) -> Prediction:
+    def _answer(self, probs: np.ndarray, starts: list[float], clip: Clip) -> Prediction:
+        if not np.isfinite(probs).all():  # never a null in an answer: refuse instead
+            raise ClientError("unscorable", "the model gave no finite scores for this audio; send a speech clip")
         summary = self.predictor.summarise(probs, starts, clip.duration_s)
         return Prediction(
             **summary,
@@ -127,39 +144,57 @@ class EmotionService:
         return self._answer(probs, starts, clip)
 
     @bentoml.api
-    async def predict_batch(self, audios: list[Path]) -> list[Prediction]:
-        """Predict many clips in one request; any bad file refuses the request, naming it."""
+    async def predict_batch(self, audios: list[Path], ctx: bentoml.Context = None) -> list[Prediction]:  # type: ignore[assignment]
+        """Predict many clips in one request; any bad file refuses the request, naming it.
+
+        Every header is checked, and the request's decoding cost summed, before any file is decoded.
+        """
         if not audios:
-            raise InvalidArgument("no files in `audios`: expected one or more audio files")
-        try:
-            check_size(sum(p.stat().st_size for p in audios), self.limits)
-        except UploadError as err:
-            raise _refuse(err, "the batch: ") from None
-        prepared = []
+            raise ClientError("empty_upload", "no files in `audios`: expected one or more audio files")
+        files = _file_labels(ctx, len(audios))
+        cost = 0
         for i, audio in enumerate(audios):
             try:
-                prepared.append(await anyio.to_thread.run_sync(self._prepare, audio))
+                cost += header_cost(probe(audio, self.limits))
             except UploadError as err:
-                raise _refuse(err, f"file {i} ({audio.name}): ") from None
+                raise _refuse(err, f"{files[i]}: ") from None
+        budget = SampleBudget(self.limits.max_samples_per_request)
+        if cost > budget.cap:  # refused before decoding anything; the decoder charges what it really decodes
+            raise _refuse(budget.refusal(), "the batch: ")
+        prepared = []
+        try:
+            for audio in audios:
+                prepared.append(await anyio.to_thread.run_sync(self._prepare, audio, budget))
+        except UploadError as err:
+            raise _refuse(err, f"{files[len(prepared)]}: ") from None
         probs = await anyio.to_thread.run_sync(self.predictor.infer_many, [p[0] for p in prepared])
         return [self._answer(pr, p[1], p[2]) for pr, p in zip(probs, prepared, strict=True)]
 
     @bentoml.api(
         batchable=True, max_batch_size=int(SERVE["max_batch_size"]), max_latency_ms=int(SERVE["max_latency_ms"])
     )
-    def infer(self, features: np.ndarray) -> np.ndarray:
-        """Probabilities (n, classes) for log-mel features (n, frames, mels); adaptively batched."""
-        features = np.asarray(features, np.float32)
+    def infer(self, features: Features) -> np.ndarray:
+        """Probabilities (n, classes) for model features (n, frames, channels); adaptively batched.
+
+        Rows of several requests share one call, so a bad value cannot refuse just its own request:
+        NaN and values beyond +-1e4 (log-mel is in dB) are clipped into range instead (documented).
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            features = np.asarray(features, np.float32)
         if features.ndim != 3 or features.shape[1:] != self.predictor.shape:
             expected = ", ".join(map(str, self.predictor.shape))
-            raise InvalidArgument(f"features of shape {features.shape}; expected (n, {expected})")
-        return self.predictor.infer(features)
+            raise ClientError("invalid_input", f"features of shape {features.shape}; expected (n, {expected})")
+        features = np.clip(np.nan_to_num(features, nan=0.0, posinf=1e4, neginf=-1e4), -1e4, 1e4)
+        return np.nan_to_num(self.predictor.infer(features), nan=0.0)  # never a null in an answer
 
 
 # @bentoml.service made the class a bentoml.Service; mypy does not apply a class decorator's return type
-cast("bentoml.Service[EmotionService]", EmotionService).add_asgi_middleware(
-    BodyLimit,
+_SERVICE = cast("bentoml.Service[EmotionService]", EmotionService)
+_SERVICE.add_asgi_middleware(ErrorShape)  # outermost: every non-2xx leaves in the one shape
+_SERVICE.add_asgi_middleware(
+    UploadGate,
     max_bytes=int(float(SERVE["max_upload_mb"]) * 2**20),
-    forms={"/predict": "audio", "/predict_batch": "audios"},
+    forms={"/predict": ("audio", 1), "/predict_batch": ("audios", int(SERVE["max_batch_files"]))},
 )
-cast("bentoml.Service[EmotionService]", EmotionService).mount_asgi_app(demo_app(), path="/demo", name="demo")
+_SERVICE.mount_asgi_app(demo_app(), path="/demo", name="demo")
+install_log_filter()

@@ -146,9 +146,10 @@ def api(server: str, path: Path) -> requests.Response:
 
 
 def error_message(resp: requests.Response) -> str:
-    """The message of a 4xx body: {"error": m} from the upload guard, [{"error": m}] from BentoML."""
+    """What the page shows of a 4xx body, which always has the one shape {"error": m, "code": c}."""
     body = resp.json()
-    return "\n".join(item["error"] for item in (body if isinstance(body, list) else [body]))
+    assert set(body) == {"error", "code"}, body
+    return f"{body['error']} [{body['code']}]"
 
 
 def write_wav(path: Path, seconds: float, rate: int = 16000, channels: int = 1, freq: float = 220.0) -> Path:
@@ -234,12 +235,12 @@ def test_bad_file_shows_the_service_error(server: str, page, tmp_path: Path, cas
     from selenium.webdriver.common.by import By
 
     noise = np.random.default_rng(1).integers(0, 256, 3 * 2**20, dtype=np.uint8).tobytes()
-    if case == "random bytes":  # 400 from the decoder, as BentoML's [{"error": ...}]
+    if case == "random bytes":  # 400 from the decoder (raised in the API method)
         bad = tmp_path / "x.wav"
         bad.write_bytes(noise[:4000])
     elif case == "over the duration cap":  # 413 from the decoder: the tiny model's serve cap is 10 s
         bad = write_wav(tmp_path / "eleven.wav", 11.0)
-    else:  # 413 from the upload guard (ser.serving.http.BodyLimit), as {"error": ...}: the cap is 2 MiB
+    else:  # 413 from the upload gate (ser.serving.gate.UploadGate): the cap is 2 MiB
         bad = tmp_path / "big.wav"
         bad.write_bytes(noise)
     resp = api(server, bad)

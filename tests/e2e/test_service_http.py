@@ -1,6 +1,6 @@
 """The service over HTTP: a real `bentoml serve` on 127.0.0.1, and the built Bento served by tag.
 
-One server per module (the tiny model packaged into a tmp BENTOML_HOME) takes
+The session's tiny-model server (tests/e2e/conftest.py) takes
 every bad input and must still answer afterwards; the Bento test builds with
 `bentoml build`, exports the Bento, imports it into a second, empty
 BENTOML_HOME and serves `bentoml serve <tag>` from an unrelated folder, so code,
@@ -10,55 +10,15 @@ model and config can only come from the Bento.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.e2e.conftest import env_for, sh
 from tests.support import CLASSES, Served, bad_uploads, silent_flac, wav_bytes
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
-BIN = str(Path(sys.executable).parent)
-PACKAGE = (
-    "import sys; from pathlib import Path; from tests.support import package_tiny_model as p; "
-    "print(p(Path(sys.argv[1]))['tag'])"
-)
-
-
-def env_for(home: Path) -> dict:
-    return {
-        **os.environ,
-        "BENTOML_HOME": str(home),
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "BENTOML_DO_NOT_TRACK": "True",
-    }
-
-
-def sh(cmd: list[str], env: dict, cwd: Path = REPO) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, f"{cmd}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
-    return proc.stdout
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A BENTOML_HOME holding the packaged tiny model, and its tag."""
-    work = tmp_path_factory.mktemp("http")
-    tag = sh([sys.executable, "-c", PACKAGE, str(work)], env_for(work / "bentoml")).strip().splitlines()[-1]
-    return work / "bentoml", tag
-
-
-@pytest.fixture(scope="module")
-def server(home: tuple[Path, str]):
-    served = Served("ser.serving.service:EmotionService", env={"BENTOML_HOME": str(home[0])}, cwd=REPO)
-    with served as url:
-        yield url
-    assert "Traceback" not in served.log or "InvalidArgument" in served.log or "TooLarge" in served.log
 
 
 def post(url: str, data: bytes, name: str = "clip.wav", endpoint: str = "predict") -> requests.Response:

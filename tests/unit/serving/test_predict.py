@@ -10,7 +10,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from ser.cli import app
-from tests.support import make_tiny_model, tone
+from tests.support import CLASSES, PEAK, flac_of_unknown_length, float_wav, make_tiny_model, tone
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,24 @@ def test_predict_short_and_long_files(model_dir, tmp_path):
 def test_predict_names_a_bad_file(model_dir, tmp_path):
     (tmp_path / "notaudio.wav").write_text("hello")
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "notaudio.wav"), "--model-dir", str(model_dir)])
-    assert result.exit_code == 2 and "notaudio.wav: cannot decode audio" in result.output
+    assert result.exit_code == 2 and "notaudio.wav: not a readable audio file" in result.output
+
+
+def test_one_bad_file_does_not_cost_the_good_ones_their_answers(model_dir, tmp_path):
+    """The two files that broke `ser predict` (a FLAC of unknown length, a 3e17 peak) are scored too."""
+    (tmp_path / "bad.wav").write_bytes(b"junk" * 10)
+    (tmp_path / "stream.flac").write_bytes(flac_of_unknown_length(2.0))
+    (tmp_path / "loud.wav").write_bytes(float_wav(PEAK))
+    sf.write(tmp_path / "good.wav", tone(1.0), 16000)
+    names = ["bad.wav", "stream.flac", "loud.wav", "good.wav"]
+    argv = ["predict", *(str(tmp_path / n) for n in names), "--model-dir", str(model_dir), "--json"]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    answers = json.loads(result.output)
+    assert [a["file"].rsplit("/", 1)[-1] for a in answers] == names
+    assert answers[0]["code"] == "unsupported_format" and "label" not in answers[0]
+    assert all(a["label"] in CLASSES for a in answers[1:]), answers
+    assert answers[1]["duration_s"] == 2.0 and any("scaled down" in n for n in answers[2]["notes"])
 
 
 def test_predict_without_a_model(tmp_path):

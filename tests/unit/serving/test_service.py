@@ -141,11 +141,13 @@ def test_bad_input_is_refused_with_a_clear_4xx(service, tmp_path: Path, case: st
 
 
 def test_batch_names_the_bad_file(service, tmp_path: Path) -> None:
-    from bentoml.exceptions import InvalidArgument
+    """Called directly (no upload gate, so no client names): the file's index; over HTTP also its name."""
+    from ser.serving.errors import ClientError
 
     paths = [upload(tmp_path, wav_bytes(1.0), "good.wav"), upload(tmp_path, b"junk" * 100, "bad.wav")]
-    with pytest.raises(InvalidArgument, match=r"file 1 \(bad.wav\)"):
+    with pytest.raises(ClientError, match=r"file 1: not a readable audio file") as err:
         asyncio.run(service[0].predict_batch(audios=paths))
+    assert err.value.code == "unsupported_format" and err.value.error_code == 400
 
 
 def test_limits_come_from_model_metadata(service) -> None:

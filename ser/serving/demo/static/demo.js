@@ -66,12 +66,11 @@
     finished();
   }
 
-  // The service's 4xx bodies: {"error": message} (upload guard) or [{"error": message}] (BentoML's API errors).
+  // Every refusal of the service has one shape: {"error": message, "code": stable code}.
   function errorText(response, body, text) {
-    const messages = (Array.isArray(body) ? body : [body])
-      .map((item) => item && (typeof item.error === "string" ? item.error : item.detail))
-      .filter((message) => typeof message === "string" && message);
-    if (messages.length) return messages.join("\n");
+    if (body && typeof body.error === "string" && body.error) {
+      return body.code ? `${body.error} [${body.code}]` : body.error;
+    }
     return text.trim() || response.statusText || "no message";
   }
 

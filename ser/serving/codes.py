@@ -1,0 +1,30 @@
+"""The service's stable error codes: what a client can match on, with the HTTP status of each.
+
+Kept apart from `ser.serving.errors` (which needs BentoML) so the decoder and `ser predict`
+can name codes without importing the server.
+
+    status, meaning = CODES["too_long"]
+"""
+
+from __future__ import annotations
+
+# code -> (HTTP status, when it is used); the public contract, listed in the README.
+CODES: dict[str, tuple[int, str]] = {
+    "bad_form": (400, "not multipart/form-data, a wrong or text field, a malformed multipart body or file name"),
+    "too_many_files": (400, "more files than the endpoint takes (one for /predict, serve.max_batch_files)"),
+    "empty_upload": (400, "a file of zero bytes, or no file"),
+    "unsupported_format": (400, "not a readable wav, flac, ogg or mp3"),
+    "bad_sample_rate": (400, "sample rate outside 4000-192000 Hz"),
+    "bad_channels": (400, "more than 8 channels"),
+    "truncated": (400, "the file ends before the audio its header announces"),
+    "no_samples": (400, "the audio holds no samples"),
+    "non_finite": (400, "NaN or infinite samples"),
+    "invalid_input": (400, "a value that fails the endpoint's schema (e.g. /infer's features)"),
+    "not_found": (404, "no such route"),
+    "method_not_allowed": (405, "the route exists for another HTTP method"),
+    "too_large": (413, "the request body is over serve.max_upload_mb"),
+    "too_long": (413, "the audio is longer than serve.max_duration_s"),
+    "too_costly": (413, "decoding would cost more samples than serve.max_samples_per_file / _per_request"),
+    "unscorable": (422, "the model gave no finite scores (a guard; no known input does this)"),
+    "internal": (500, "a server error (logged with its traceback)"),
+}

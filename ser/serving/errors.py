@@ -1,0 +1,150 @@
+"""One error shape for every refusal of the service, stable error codes, one log line per client error.
+
+Every answer that is not a 2xx has the body `{"error": "<what was wrong, what is expected>",
+"code": "<stable code>"}`, whichever layer refused: the upload gate (`ser.serving.gate`), the
+API methods (`ClientError`), BentoML's own validation, or the router (404, 405). `ErrorShape`,
+the outermost ASGI middleware, rewrites whatever body a layer below produced into that shape;
+`ser.serving.codes.CODES` is the documented list. Client errors are logged as one INFO line (`ClientErrorLog`
+turns BentoML's ERROR-with-traceback record into one); server errors keep their traceback.
+
+    raise ClientError("too_long", "audio lasts 75.0 s; the limit is 60 s")
+    EmotionService.add_asgi_middleware(ErrorShape)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from http import HTTPStatus
+from typing import Any
+
+from bentoml.exceptions import BentoMLException
+
+from ser.serving.codes import CODES
+
+# under "bentoml" so the server's own log configuration (handler, level, format) prints it
+LOG = logging.getLogger("bentoml.ser_serving")
+
+_BY_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 422: "invalid_input"}
+_TAGGED = re.compile(r"^\[([a-z_]+)\] (.*)$", re.DOTALL)
+
+
+class ClientError(BentoMLException):
+    """A refusal with a stable `code`; its status comes from `CODES` unless given."""
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(f"[{code}] {message}")  # BentoML renders str(exc); ErrorShape reads the tag back
+        self.code, self.message = code, message  # after super(), which sets .message to the tagged text
+        self.error_code = HTTPStatus(status or CODES[code][0])
+
+
+def error_body(message: str, code: str) -> bytes:
+    """The one error shape, as JSON bytes."""
+    return json.dumps({"error": message, "code": code}).encode()
+
+
+def client_line(status: int, code: str, method: str, path: str, message: str) -> None:
+    """Log a client error as one line."""
+    LOG.info("client error %d %s on %s %s: %s", status, code, method, path, message[:300])
+
+
+async def reply(send: Any, status: int, code: str, message: str, scope: dict | None = None) -> None:
+    """Send an error response in the one shape (and log it as a client error)."""
+    if scope is not None:
+        client_line(status, code, scope.get("method", "?"), scope.get("path", "?"), message)
+    body = error_body(message, code)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def reshape(status: int, body: bytes) -> tuple[str, str]:
+    """(message, code) of whatever error body a layer produced."""
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        data = body.decode("utf-8", "replace").strip()
+    if isinstance(data, list) and data:  # BentoML's 4xx: [{"error": ...}]
+        data = data[0]
+    if isinstance(data, dict):
+        message = str(data.get("error") or data.get("detail") or "")
+        if isinstance(data.get("detail"), list):  # pydantic: {"error": "1 validation error", "detail": [...]}
+            parts = [f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in data["detail"][:5]]
+            return f"{message}: {'; '.join(parts)}", "invalid_input"
+        if isinstance(data.get("code"), str):
+            return message, data["code"]
+    else:
+        message = str(data)
+    tagged = _TAGGED.match(message)
+    if tagged:
+        return tagged.group(2), tagged.group(1)
+    default = "internal" if status >= 500 else _BY_STATUS.get(status, "invalid_input" if status == 400 else "")
+    return message or HTTPStatus(status).phrase, default or f"http_{status}"
+
+
+class ErrorShape:
+    """ASGI middleware: every non-2xx response leaves in the one error shape (`error_body`)."""
+
+    def __init__(self, app: Any, max_error_bytes: int = 2**20) -> None:
+        self.app, self.max_error_bytes = app, max_error_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        held: dict | None = None
+        chunks: list[bytes] = []
+
+        async def shaped_send(message: dict) -> None:
+            nonlocal held
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                held = message  # hold the start until the body is known
+                return None
+            if held is None or message["type"] != "http.response.body":
+                return await send(message)
+            chunks.append(message.get("body", b""))
+            if message.get("more_body") and sum(map(len, chunks)) < self.max_error_bytes:
+                return None
+            text, code = reshape(held["status"], b"".join(chunks))
+            body = error_body(text, code)
+            keep = [(k, v) for k, v in held.get("headers", []) if k.lower() not in (b"content-length", b"content-type")]
+            headers = [*keep, (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": held["status"], "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            held = None
+            chunks.clear()
+            return None
+
+        return await self.app(scope, receive, shaped_send)
+
+
+class ClientErrorLog(logging.Filter):
+    """Turn BentoML's `Exception on /path [POST]` ERROR record into one INFO line for client errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or not _is_client_error(exc):
+            return True
+        status = int(getattr(exc, "error_code", 400))
+        message, code = reshape(status, json.dumps({"error": str(exc)}).encode())
+        if type(exc).__name__ == "ValidationError":
+            message, code = str(exc).splitlines()[0], "invalid_input"
+        path, method = (record.args or ("?", "?"))[:2] if isinstance(record.args, tuple) else ("?", "?")
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.msg, record.args = "client error %d %s on %s %s: %s", (status, code, method, path, message[:300])
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _is_client_error(exc: BaseException) -> bool:
+    if type(exc).__name__ == "ValidationError" and type(exc).__module__.startswith("pydantic"):
+        return True
+    status = getattr(exc, "error_code", None)
+    return isinstance(exc, BentoMLException) and status is not None and int(status) < 500
+
+
+def install_log_filter() -> None:
+    """Attach `ClientErrorLog` to the logger BentoML reports API exceptions on."""
+    logger = logging.getLogger("bentoml._internal.server.http_app")
+    if not any(isinstance(f, ClientErrorLog) for f in logger.filters):
+        logger.addFilter(ClientErrorLog())
