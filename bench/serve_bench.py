@@ -4,13 +4,17 @@ Starts each variant with `bentoml serve` on 127.0.0.1, drives it from this
 (separate) process with concurrent aiohttp clients posting 3.5 s 16 kHz WAV
 clips to `/predict`, and reports per variant: p50/p99 latency of single
 (sequential) requests, sustained requests/s over `--duration` seconds under
-`--concurrency` clients with the error count, p50/p99 under load, and the
-server's RSS (all processes) at start and end; then the throughput ratios.
+`--concurrency` clients with the error count, p50/p99 under load, the
+server's RSS (all processes) at start, after warm-up and at the end, with the
+growth per request under load, and the server CPU-seconds of the heaviest
+requests the limits accept (a 60 s 48 kHz stereo clip; a batch at the
+per-request sample budget) against a normal one; then the throughput ratios.
 
-Variants: `batched` (EmotionService, adaptive batching), `direct`
-(EmotionService, SER_ADAPTIVE_BATCHING=0: one compiled-graph call per request),
-and `naive` (`NaiveService` below: decode, `logmel`, Keras `model.predict`
-per request, the way a first service would be written).
+Variants: `batched` (EmotionService, in-process batching), `unbatched`
+(EmotionService, SER_BATCHING=off: one compiled-graph call per request),
+`bentoml-adaptive` (a self-call through the adaptively batched `/infer`) and
+`naive` (`bench.naive_service`: decode, `logmel`, Keras `model.predict` per
+request, the way a first service would be written).
 
     BENTOML_HOME=... python -m bench.serve_bench --duration 60 --concurrency 16 \
         --out reports/serve_bench.json
@@ -20,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -113,30 +119,90 @@ async def drive(url: str, data: bytes, seconds: float, concurrency: int) -> dict
     }
 
 
+def _sample_rss(pid: int, curve: list[tuple[float, float]], seconds: float, every: float = 2.0) -> None:
+    """Append (seconds, RSS MiB) of the server every `every` seconds for `seconds`."""
+    t0 = time.perf_counter()
+    while (t := time.perf_counter() - t0) <= seconds + every / 2:
+        curve.append((t, rss_mb(pid)))
+        time.sleep(every)
+
+
+def heavy_requests() -> dict[str, tuple[str, list[tuple[str, bytes]]]]:
+    """The costliest requests the default limits accept: name -> (endpoint, files)."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    long_clip = io.BytesIO()  # 60 s x 48 kHz x 2 channels = serve.max_samples_per_file, 11 MB of noise
+    sf.write(long_clip, (0.1 * rng.standard_normal((60 * 48000, 2))).astype(np.float32), 48000, format="WAV")
+    quiet = io.BytesIO()  # the same cost in a tiny FLAC: 4 of them fill serve.max_samples_per_request
+    sf.write(quiet, np.zeros((60 * 48000, 2), np.float32), 48000, format="FLAC")
+    return {
+        "60 s 48 kHz stereo clip": ("predict", [("audio", long_clip.getvalue())]),
+        "batch at the sample budget": ("predict_batch", [("audios", quiet.getvalue())] * 4),
+    }
+
+
+def request_cost(pid: int, url: str, files: list[tuple[str, bytes]], repeats: int) -> dict:
+    """Server CPU-seconds and wall seconds per request, over `repeats` sequential requests (median wall)."""
+    import requests
+
+    walls, cpu0 = [], cpu_s(pid)
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        resp = requests.post(url, files=[(f, (f"{i}.bin", d)) for i, (f, d) in enumerate(files)], timeout=120)
+        walls.append(time.perf_counter() - t0)
+        assert resp.status_code == 200, resp.text[:300]
+    return {"cpu_s": round((cpu_s(pid) - cpu0) / repeats, 3), "wall_s": round(float(np.median(walls)), 3)}
+
+
 def bench_variant(name: str, data: bytes, args: argparse.Namespace) -> dict:
     """Start one variant, measure single-request latency, then sustained load."""
     target, env = VARIANTS[name]
-    served = Served(target, env=env, cwd=ROOT)
+    served = Served(target, env={**env, **dict(kv.split("=", 1) for kv in args.server_env)}, cwd=ROOT)
     with served as base:
         proc, url = served.proc, f"{base}/predict"
         assert proc is not None  # Served.__enter__ started the process
         rss_start = rss_mb(proc.pid)
         asyncio.run(drive(url, data, 2.0, 2))  # warm the connection pool and the allocator
         single = asyncio.run(drive(url, data, args.single_seconds, 1))
+        rss_warm = rss_mb(proc.pid)
         server0, client0 = cpu_s(proc.pid), sum(os.times()[:2])
+        curve: list[tuple[float, float]] = []
+        sampler = threading.Thread(target=_sample_rss, args=(proc.pid, curve, args.duration), daemon=True)
+        sampler.start()
         load = asyncio.run(drive(url, data, args.duration, args.concurrency))
+        sampler.join()
         n = max(1, load["requests"])
         load["server_cpu_ms_per_req"] = round((cpu_s(proc.pid) - server0) * 1000 / n, 2)
         load["client_cpu_ms_per_req"] = round((sum(os.times()[:2]) - client0) * 1000 / n, 2)
         rss_end = rss_mb(proc.pid)
-    result = {"single": single, "load": load, "rss_start_mb": round(rss_start), "rss_end_mb": round(rss_end)}
+        heavy = {}
+        if args.heavy_repeats and name != "naive":
+            normal = request_cost(proc.pid, url, [("audio", data)], args.heavy_repeats)
+            heavy = {"normal 3.5 s clip": normal}
+            for what, (endpoint, files) in heavy_requests().items():
+                cost = request_cost(proc.pid, f"{base}/{endpoint}", files, args.heavy_repeats)
+                heavy[what] = {**cost, "cpu_vs_normal": round(cost["cpu_s"] / max(normal["cpu_s"], 1e-6), 1)}
+    growth_kb = (rss_end - rss_warm) * 1024 / n
+    result = {
+        "single": single,
+        "load": load,
+        "rss_start_mb": round(rss_start),
+        "rss_warm_mb": round(rss_warm),
+        "rss_end_mb": round(rss_end),
+        "rss_growth_kb_per_request": round(growth_kb, 2),
+        "rss_curve_mb": [[round(t, 1), round(m, 1)] for t, m in curve],  # (seconds into the load, MiB)
+        "heavy": heavy,
+    }
     print(
         f"{name:8s} single p50 {single['p50_ms']:6.1f} ms p99 {single['p99_ms']:6.1f} ms | "
         f"load {load['rps']:6.1f} req/s, {load['errors']} errors, p50 {load['p50_ms']:.1f} ms "
         f"p99 {load['p99_ms']:.1f} ms, server CPU {load['server_cpu_ms_per_req']} ms/req | "
-        f"RSS {rss_start:.0f} -> {rss_end:.0f} MiB",
+        f"RSS {rss_start:.0f} -> {rss_warm:.0f} -> {rss_end:.0f} MiB ({growth_kb:+.2f} KB/request)",
         flush=True,
     )
+    for what, cost in heavy.items():
+        print(f"{'':8s} {what}: {cost['cpu_s']} CPU-s, {cost['wall_s']} s ({cost.get('cpu_vs_normal', 1)}x normal)")
     return result
 
 
@@ -151,6 +217,12 @@ def parser() -> argparse.ArgumentParser:
         type=variant_list,
         default="batched,unbatched,naive",
         help=f"comma-separated: {', '.join(VARIANTS)}",
+    )
+    parser.add_argument(
+        "--server-env", action="append", default=[], metavar="KEY=VALUE", help="extra server environment"
+    )
+    parser.add_argument(
+        "--heavy-repeats", type=int, default=3, help="sequential heaviest-accepted requests to time (0: skip)"
     )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     return parser

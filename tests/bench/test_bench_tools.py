@@ -165,3 +165,24 @@ def test_serve_bench_default_variants_exist_and_unknown_ones_are_refused(capsys)
     with pytest.raises(SystemExit):
         serve_bench.parser().parse_args(["--variants", "batched,direct"])
     assert "unknown variant(s) ['direct']" in capsys.readouterr().err
+
+
+def test_serve_bench_heavy_requests_are_accepted_and_at_the_default_limits(tmp_path):
+    """The 'heaviest accepted' requests must pass the default limits, and sit right at them."""
+    from bench import serve_bench
+    from ser.config import ServeParams
+    from ser.serving.uploads import Limits, SampleBudget, decode_upload, header_cost, probe
+
+    serve = ServeParams()
+    limits = Limits.from_serve(serve.model_dump())
+    for what, (endpoint, files) in serve_bench.heavy_requests().items():
+        assert len(files) <= (1 if endpoint == "predict" else serve.max_batch_files), what
+        assert sum(len(d) for _, d in files) <= serve.max_upload_mb * 2**20, what
+        paths = []
+        for i, (_, data) in enumerate(files):
+            paths.append(tmp_path / f"{what[:5]}{i}")
+            paths[-1].write_bytes(data)
+        cost = sum(header_cost(probe(p, limits)) for p in paths)
+        assert cost == (serve.max_samples_per_file if endpoint == "predict" else serve.max_samples_per_request)
+        budget = SampleBudget(serve.max_samples_per_request)
+        assert all(decode_upload(p, 16000, limits, budget).duration_s == 60.0 for p in paths)
