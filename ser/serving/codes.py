@@ -11,7 +11,7 @@ from __future__ import annotations
 # code -> (HTTP status, when it is used); the public contract, listed in the README.
 CODES: dict[str, tuple[int, str]] = {
     "bad_form": (400, "not multipart/form-data, a wrong or text field, a malformed multipart body or file name"),
-    "too_many_files": (400, "more files than the endpoint takes (one for /predict, serve.max_batch_files)"),
+    "too_many_files": (400, "more than one file to /predict (413 past serve.max_batch_files in /predict_batch)"),
     "empty_upload": (400, "a file of zero bytes, or no file"),
     "unsupported_format": (400, "not a readable wav, flac, ogg or mp3"),
     "bad_sample_rate": (400, "sample rate outside 4000-192000 Hz"),

@@ -125,11 +125,14 @@ class ClientErrorLog(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if exc is None or not _is_client_error(exc):
             return True
-        status = int(getattr(exc, "error_code", 400))
-        message, code = reshape(status, json.dumps({"error": str(exc)}).encode())
-        if type(exc).__name__ == "ValidationError":
+        if isinstance(exc, ClientError):
+            message, code = exc.message, exc.code
+        elif type(exc).__name__ == "ValidationError":
             message, code = str(exc).splitlines()[0], "invalid_input"
-        path, method = (record.args or ("?", "?"))[:2] if isinstance(record.args, tuple) else ("?", "?")
+        else:  # another BentoML 4xx
+            message, code = reshape(int(getattr(exc, "error_code", 400)), json.dumps({"error": str(exc)}).encode())
+        status = int(getattr(exc, "error_code", 400))
+        path, method = record.args[:2] if isinstance(record.args, tuple) and len(record.args) >= 2 else ("?", "?")
         record.levelno, record.levelname = logging.INFO, "INFO"
         record.msg, record.args = "client error %d %s on %s %s: %s", (status, code, method, path, message[:300])
         record.exc_info, record.exc_text = None, None

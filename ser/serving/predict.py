@@ -15,8 +15,12 @@ the command exits 2 after printing every result. A long file gets one prediction
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ser.audio import AudioError
+
+if TYPE_CHECKING:
+    from ser.serving.uploads import Clip
 
 # Local files may be long (an hour of 48 kHz stereo) and large; the service's caps are for uploads.
 LOCAL_LIMITS = {
@@ -45,7 +49,7 @@ def predict_local(paths: list[Path], model_dir: Path, hop_s: float = 1.75) -> li
         raise PredictError(f"{model_dir}: no model.keras; run `dvc repro train` or pass --model-dir")
     rate = int(read_json(model_dir / "preprocess.json")["features"]["sample_rate"])
     limits = Limits.from_serve(LOCAL_LIMITS)
-    clips: dict[int, object] = {}
+    clips: dict[int, Clip] = {}
     results: list[dict] = [{"file": str(p)} for p in paths]
     for i, path in enumerate(paths):
         try:
@@ -58,10 +62,10 @@ def predict_local(paths: list[Path], model_dir: Path, hop_s: float = 1.75) -> li
 
     predictor = Predictor(model_dir, hop_s=hop_s, max_batch=8, xla=False, warm=False)
     for i, clip in clips.items():
-        wave = clip.wave  # type: ignore[attr-defined]
+        wave = clip.wave
         feats, starts = predictor.featurize(wave)
         duration = wave.shape[0] / predictor.params.sample_rate
-        notes = [*clip.notes, *predictor.window_notes(len(wave))]  # type: ignore[attr-defined]
+        notes = [*clip.notes, *predictor.window_notes(len(wave))]
         summary = predictor.summarise(predictor.infer(feats), starts, duration)
         results[i].update(duration_s=round(duration, 3), **summary, notes=notes)
     return results

@@ -109,9 +109,11 @@ class EmotionService:
         )
         self.batcher = MicroBatcher(self.predictor.infer_many, self.predictor.buckets[-1])
 
-    def _prepare(self, audio: Path, budget: SampleBudget | None = None) -> tuple[np.ndarray, list[float], Clip]:
+    def _prepare(
+        self, audio: Path, budget: SampleBudget | None = None, info: object = None
+    ) -> tuple[np.ndarray, list[float], Clip]:
         """Decode and featurize in the request's own thread (parallel across requests)."""
-        clip = decode_upload(audio, self.predictor.params.sample_rate, self.limits, budget)
+        clip = decode_upload(audio, self.predictor.params.sample_rate, self.limits, budget, info)
         features, starts = self.predictor.featurize(clip.wave)
         clip.notes.extend(self.predictor.window_notes(len(clip.wave)))
         return features, starts, clip
@@ -152,19 +154,19 @@ class EmotionService:
         if not audios:
             raise ClientError("empty_upload", "no files in `audios`: expected one or more audio files")
         files = _file_labels(ctx, len(audios))
-        cost = 0
+        infos = []
         for i, audio in enumerate(audios):
             try:
-                cost += header_cost(probe(audio, self.limits))
+                infos.append(probe(audio, self.limits))
             except UploadError as err:
                 raise _refuse(err, f"{files[i]}: ") from None
         budget = SampleBudget(self.limits.max_samples_per_request)
-        if cost > budget.cap:  # refused before decoding anything; the decoder charges what it really decodes
+        if sum(map(header_cost, infos)) > budget.cap:  # refused before decoding; then what is decoded is charged
             raise _refuse(budget.refusal(), "the batch: ")
         prepared = []
         try:
-            for audio in audios:
-                prepared.append(await anyio.to_thread.run_sync(self._prepare, audio, budget))
+            for audio, info in zip(audios, infos, strict=True):
+                prepared.append(await anyio.to_thread.run_sync(self._prepare, audio, budget, info))
         except UploadError as err:
             raise _refuse(err, f"{files[len(prepared)]}: ") from None
         probs = await anyio.to_thread.run_sync(self.predictor.infer_many, [p[0] for p in prepared])

@@ -193,13 +193,19 @@ def read_mono(source: Path | io.BytesIO, max_frames: int, budget: SampleBudget |
     return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 
 
-def decode_upload(path: Path, sample_rate: int, limits: Limits, budget: SampleBudget | None = None) -> Clip:
-    """Check and decode an uploaded file to mono float32 at `sample_rate`.
+def decode_upload(
+    path: Path,
+    sample_rate: int,
+    limits: Limits,
+    budget: SampleBudget | None = None,
+    info: sf._SoundFileInfo | None = None,
+) -> Clip:
+    """Check and decode an uploaded file to mono float32 at `sample_rate` (`info`: its `probe`, if done).
 
     Raises:
         UploadError: 413 for the size, duration and sample caps, 400 for everything else.
     """
-    info = probe(Path(path), limits)
+    info = info or probe(Path(path), limits)
     by_duration = int(limits.max_duration_s * info.samplerate)
     max_frames = min(by_duration, limits.max_samples_per_file // info.channels)
     budget = budget or SampleBudget(limits.max_samples_per_request)
