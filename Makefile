@@ -32,8 +32,9 @@ $(VENV)/.installed-$(TF): $(LOCK) pyproject.toml
 	touch $@
 
 # The pipeline as one DVC experiment in a temporary copy: the checkout stays as committed (scripts/run.sh).
+# ARGS: overrides, e.g. make run ARGS="-S data.source=../shared/data/ravdess-speech-16k"
 run: setup
-	PATH=$(BIN):$$PATH scripts/run.sh
+	PATH=$(BIN):$$PATH scripts/run.sh $(ARGS)
 
 test: setup
 	PATH=$(BIN):$$PATH python -m pytest

@@ -228,18 +228,43 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
+def served_features() -> dict:
+    """The `features` section of the model the variants serve ($SER_MODEL_TAG, default ser_emotion:latest)."""
+    import bentoml
+
+    from ser.io import read_json
+
+    stored = bentoml.models.get(os.environ.get("SER_MODEL_TAG", "ser_emotion:latest"))
+    return {"tag": str(stored.tag), **read_json(Path(stored.path) / "preprocess.json")["features"]}
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     data = clip_bytes()
+    features = served_features()
     results = {
         "cpus": os.cpu_count(),
         "clip": "3.5 s 16 kHz mono WAV",
         "duration_s": args.duration,
         "concurrency": args.concurrency,
+        "model": features["tag"],
+        "feature_kind": features.get("kind", "logmel"),
         "variants": {},
     }
+    if results["feature_kind"] == "whisper_base":  # the machine's ceiling for this model, measured before any load
+        from bench.flop_floor import floor
+
+        results["floor"] = floor(float(features["duration"]), list(features["whisper_layers"]))
+        print(
+            f"floor: encoder {results['floor']['encoder_gflop_per_window']} GFLOP/window, GEMM "
+            f"{results['floor']['gemm']['gflops']} GFLOP/s -> {results['floor']['floor_rps']} req/s",
+            flush=True,
+        )
     for name in args.variants:
         results["variants"][name] = bench_variant(name, data, args)
+        if "floor" in results:
+            load = results["variants"][name]["load"]
+            load["fraction_of_floor"] = round(load["rps"] / results["floor"]["floor_rps"], 3)
     if "naive" in results["variants"]:
         base = results["variants"]["naive"]["load"]["rps"] or float("nan")
         results["speedup_vs_naive"] = {n: round(v["load"]["rps"] / base, 2) for n, v in results["variants"].items()}

@@ -56,6 +56,7 @@ MEL = {
     "top_db": 80.0,
 }
 WIDTH = 512  # encoder state width of Whisper base
+ENCODER_BATCH = 8  # windows per encoder call: 14.5 ms a window against 20 alone; 16 is no faster (2 Zen 4 cores)
 ENCODER_DIR = "whisper-base"  # the encoder's folder inside a packaged model
 FILES = ("model.bin",)  # the weights (ser.features.whisper_encoder reads the encoder's)
 
@@ -158,11 +159,14 @@ def encoder_states(waves: np.ndarray, params: FeatureParams) -> np.ndarray:
     encoder = _encoder(layers)
     out = np.empty((len(waves), output_frames(waves.shape[1]), WIDTH * len(layers)), np.float32)
     mels = whisper_logmel(waves).transpose(0, 2, 1)
-    for i in range(len(waves)):
-        # One window per call: batched matmuls shift results by ~1e-4 with the batch size, and a window's
-        # states must not depend on its batch (featurize encodes thousands, serving one).
+    for start in range(0, len(waves), ENCODER_BATCH):
+        chunk = mels[start : start + ENCODER_BATCH]
+        # Padded up to a power of two, so XLA compiles at most log2(ENCODER_BATCH) + 1 shapes per window
+        # length; its states do not depend on the batch or the padding (ser.features.whisper_encoder).
+        size = 1 << (len(chunk) - 1).bit_length()
+        padded = np.concatenate([chunk, np.zeros((size - len(chunk), *chunk.shape[1:]), np.float32)])
         with _lock:
-            out[i] = encoder(mels[i : i + 1])[0]
+            out[start : start + len(chunk)] = encoder(padded)[: len(chunk)]
     return out
 
 
@@ -180,8 +184,17 @@ class WhisperBase(FeatureKind):
         if sorted(set(layers)) != layers or not 0 <= layers[0] <= layers[-1] <= 6:
             raise ValueError(f"whisper_layers: distinct layers 0-6 in increasing order, got {layers}")
 
+    # The encoder is heavy and faster per window in batches: the service runs it over several requests'
+    # windows at once (ser.serving.predictor), not in each request's thread.
+    batch_across_requests = True
+
     def extract(self, waves: np.ndarray, params: FeatureParams) -> np.ndarray:
         return encoder_states(waves, params)
+
+    def warm_up(self, params: FeatureParams) -> None:
+        samples = round(params.duration * params.sample_rate)
+        for size in (1 << i for i in range(ENCODER_BATCH.bit_length())):  # compile every batch shape now
+            self.extract(np.zeros((size, samples), np.float32), params)
 
     def shape(self, params: FeatureParams) -> tuple[int, int]:
         return output_frames(round(params.duration * params.sample_rate)), WIDTH * len(params.whisper_layers)

@@ -11,7 +11,9 @@ the training code, on windows cut by `ser.audio` exactly as in training: a clip
 up to `offset + duration` long gets the training window; longer clips get a
 window every `window_hop_s` and an aggregate (mean of the window probabilities). A clip no
 longer than the window is scored whole (offset 0); one a little longer gets the training
-window, and `window_notes` says which lead-in was left out.
+window, and `window_notes` says which lead-in was left out. A feature kind that is heavy and cheaper in
+batches (`batch_across_requests`: the Whisper encoder) is extracted in `run_many`, over every queued
+request's windows at once; a light one (log-mel) in `prepare`, in each request's own thread.
 
     predictor = Predictor(Path(model.path), hop_s=1.75)
     feats, starts = predictor.featurize(wave)
@@ -86,7 +88,7 @@ class Predictor:
         self.buckets = [1 << i for i in range(max(1, max_batch).bit_length())]
         if self.buckets[-1] < max_batch:
             self.buckets.append(max_batch)
-        kind = feature_kind(self.params.kind)
+        self.kind = kind = feature_kind(self.params.kind)
         kind.use_packaged(Path(model_dir))  # e.g. the frozen encoder's weights: the packaged model's own copy
         if not warm:
             return
@@ -130,6 +132,21 @@ class Predictor:
         """Model input (n, frames, channels) of every window (`features.extract`), and the window starts."""
         batch, starts = self.windows(wave)
         return extract(batch, self.params), starts
+
+    def prepare(self, wave: np.ndarray) -> tuple[np.ndarray, list[float]]:
+        """What `run_many` takes for one clip, and the window starts: the windows themselves when the feature
+        kind batches its extraction across requests (the Whisper encoder), else their features (log-mel)."""
+        if self.kind.batch_across_requests:
+            return self.windows(wave)
+        return self.featurize(wave)
+
+    def run_many(self, prepared: list[np.ndarray]) -> list[np.ndarray]:
+        """Probabilities of several clips' `prepare` outputs in one pass: one extraction, one graph call."""
+        if not self.kind.batch_across_requests:
+            return self.infer_many(prepared)
+        features = extract(np.concatenate(prepared) if len(prepared) > 1 else prepared[0], self.params)
+        bounds = np.cumsum([0] + [len(b) for b in prepared])
+        return self.infer_many([features[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
 
     def infer_many(self, batches: list[np.ndarray]) -> list[np.ndarray]:
         """`infer` over several clips' features at once (one graph call); one probability array per clip."""

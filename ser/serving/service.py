@@ -107,14 +107,15 @@ class EmotionService:
         self.predictor = Predictor(
             Path(stored.path), hop_s=float(serve["window_hop_s"]), max_batch=int(serve["max_batch_size"])
         )
-        self.batcher = MicroBatcher(self.predictor.infer_many, self.predictor.buckets[-1])
+        self.batcher = MicroBatcher(self.predictor.run_many, self.predictor.buckets[-1])
 
     def _prepare(
         self, audio: Path, budget: SampleBudget | None = None, info: object = None
     ) -> tuple[np.ndarray, list[float], Clip]:
-        """Decode and featurize in the request's own thread (parallel across requests)."""
+        """Decode and window (and featurize, for a light feature kind) in the request's own thread."""
         clip = decode_upload(audio, self.predictor.params.sample_rate, self.limits, budget, info)
-        features, starts = self.predictor.featurize(clip.wave)
+        prepare = self.predictor.featurize if BATCHING == "bentoml" else self.predictor.prepare  # /infer takes features
+        features, starts = prepare(clip.wave)
         clip.notes.extend(self.predictor.window_notes(len(clip.wave)))
         return features, starts, clip
 
@@ -138,7 +139,7 @@ class EmotionService:
         except UploadError as err:
             raise _refuse(err) from None
         if BATCHING == "off":
-            probs = await anyio.to_thread.run_sync(self.predictor.infer, features)
+            probs = (await anyio.to_thread.run_sync(self.predictor.run_many, [features]))[0]
         elif BATCHING == "bentoml" and hasattr(self, "to_async"):  # served: through BentoML's dispatcher
             probs = np.asarray(await self.to_async.infer(features))
         else:
@@ -169,7 +170,7 @@ class EmotionService:
                 prepared.append(await anyio.to_thread.run_sync(self._prepare, audio, budget, info))
         except UploadError as err:
             raise _refuse(err, f"{files[len(prepared)]}: ") from None
-        probs = await anyio.to_thread.run_sync(self.predictor.infer_many, [p[0] for p in prepared])
+        probs = await anyio.to_thread.run_sync(self.predictor.run_many, [p[0] for p in prepared])
         return [self._answer(pr, p[1], p[2]) for pr, p in zip(probs, prepared, strict=True)]
 
     @bentoml.api(
