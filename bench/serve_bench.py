@@ -11,7 +11,8 @@ requests the limits accept (a 60 s 48 kHz stereo clip; a batch at the
 per-request sample budget) against a normal one; then the throughput ratios.
 
 Variants: `batched` (EmotionService, in-process batching), `unbatched`
-(EmotionService, SER_BATCHING=off: one compiled-graph call per request),
+(EmotionService, SER_BATCHING=off: one compiled-graph call per request), `batched-glibc-arenas`
+(`batched` with glibc's default malloc arenas: SER_MALLOC_ARENAS=0, `ser.serving.malloc`),
 `bentoml-adaptive` (a self-call through the adaptively batched `/infer`) and
 `naive` (`bench.naive_service`: decode, `logmel`, Keras `model.predict` per
 request, the way a first service would be written).
@@ -39,6 +40,10 @@ ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {
     "batched": ("ser.serving.service:EmotionService", {"SER_BATCHING": "inprocess"}),
     "unbatched": ("ser.serving.service:EmotionService", {"SER_BATCHING": "off"}),
+    "batched-glibc-arenas": (
+        "ser.serving.service:EmotionService",
+        {"SER_BATCHING": "inprocess", "SER_MALLOC_ARENAS": "0"},
+    ),
     "bentoml-adaptive": ("ser.serving.service:EmotionService", {"SER_BATCHING": "bentoml"}),
     "naive": ("bench.naive_service:NaiveService", {}),
 }

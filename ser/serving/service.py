@@ -42,6 +42,7 @@ from ser.serving.batching import MicroBatcher
 from ser.serving.demo import demo_app
 from ser.serving.errors import ClientError, ErrorShape, install_log_filter
 from ser.serving.gate import UploadGate, input_shape, serve_config
+from ser.serving.malloc import limit_arenas
 from ser.serving.predictor import Predictor
 from ser.serving.uploads import Clip, Limits, SampleBudget, UploadError, decode_upload, header_cost, probe
 
@@ -99,6 +100,7 @@ class EmotionService:
     model = MODEL_REF
 
     def __init__(self) -> None:
+        limit_arenas()  # before the request threads start: two malloc arenas, not 16 (ser.serving.malloc)
         stored = self.model
         meta = stored.info.metadata
         self.version = str(stored.tag)

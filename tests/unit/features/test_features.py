@@ -213,7 +213,7 @@ def featurized(tiny_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("feat")
     manifest = out / "manifest.csv"
     build_manifest(tiny_corpus).to_csv(manifest, index=False)
-    params = parse_params(tiny_params())
+    params = parse_params(tiny_params(features={"kind": "logmel"}))  # these tests read the log-mel path
     featurize(params, manifest, tiny_corpus, out / "features")
     return params, out / "features", tiny_corpus
 

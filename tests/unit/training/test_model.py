@@ -222,7 +222,7 @@ def test_train_with_ensemble_fits_each_seed_and_saves_one_averaging_model(tmp_pa
     from ser.training.train import history_summary, train
     from tests.conftest import tiny_params
 
-    params = Params.model_validate(tiny_params(train={"ensemble": 2, "epochs": 2}))
+    params = Params.model_validate(tiny_params(train={"ensemble": 2, "epochs": 2}, model={"stats_head": False}))
     features, x = tiny_features(tmp_path / "features")
     summary = train(params, features, tmp_path / "model", tmp_path / "reports" / "history.csv")
     history = pd.read_csv(tmp_path / "reports" / "history.csv")
