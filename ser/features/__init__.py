@@ -2,7 +2,7 @@
 
 Training (`ser.data.featurize`), evaluation, serving (`ser.serving.predictor`) and the benchmark all
 call `extract`; what it computes is the registered kind named by `features.kind` (`ser.features.kinds`):
-`logmel` (`ser.features.logmel`, the default) or `whisper_base` (`ser.features.whisper`).
+`whisper_base` (`ser.features.whisper`, the default) or `logmel` (`ser.features.logmel`).
 
     feats = extract(np.stack(windows), params.features)   # (clips, frames, width) float32
     mean, variance = norm_stats(feats[train])
