@@ -5,7 +5,7 @@ convolutions and `max(features.whisper_layers)` transformer blocks of Whisper ba
 counts their multiply-adds from the shapes (2 FLOPs each: convolutions, the four attention
 projections, the attention products, the MLP; norms, GELU and softmax are left out, a few per cent).
 `gemm_rate` measures what this CPU sustains on a large float32 matrix product through TensorFlow's
-matmul (oneDNN), the same kernel the encoder runs, with the threads the service gives it. The floor
+matmul, with the threads the service gives it: an optimistic rate for the encoder's smaller products. The floor
 is then `gemm_rate / encoder_flops` requests per second: no implementation of this model on these
 cores can serve more, and a service's req/s divided by it is the fraction of the machine it uses.
 
