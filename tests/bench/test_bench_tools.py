@@ -18,7 +18,9 @@ def test_parallel_bench_runs_settings_side_by_side_and_compares_them(tiny_corpus
     from bench import parallel_bench
 
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(tiny_params(train={"epochs": 2})))
+    # tests the harness, not the default model (Whisper + stats head, tested in test_dvc_pipeline_end_to_end)
+    fast = {"features": {"kind": "logmel"}, "model": {"stats_head": False}}
+    params.write_text(yaml.safe_dump(tiny_params(train={"epochs": 2}, **fast)))
     out = tmp_path / "out"
     argv = [
         "--setting",

@@ -23,7 +23,9 @@ def test_skips_cleanly_without_the_corpus(tmp_path, capsys):
 @pytest.mark.slow
 def test_folds_seeds_article_and_cost(tiny_corpus, tmp_path):
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(tiny_params(train={"epochs": 1})))
+    # tests the harness, not the default model (Whisper + stats head, tested in test_dvc_pipeline_end_to_end)
+    fast = {"features": {"kind": "logmel"}, "model": {"stats_head": False}}
+    params.write_text(yaml.safe_dump(tiny_params(train={"epochs": 1}, **fast)))
     out = tmp_path / "out"
     argv = [
         *bench_argv(tiny_corpus, params),

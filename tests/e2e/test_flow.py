@@ -57,7 +57,9 @@ def make_project(dest: Path, params: dict) -> Path:
 @pytest.fixture(scope="module")
 def accepted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     """A project after one full flow run that passed the gate (3 actors, 1 epoch)."""
-    params = tiny_params(train={"epochs": 1, "patience": 1}, flow=FLOW)
+    # tests the flow, not the default model (Whisper + stats head, tested in test_dvc_pipeline_end_to_end)
+    fast = {"features": {"kind": "logmel"}, "model": {"stats_head": False}}
+    params = tiny_params(train={"epochs": 1, "patience": 1}, flow=FLOW, **fast)
     params["data"]["synthetic"]["n_actors"] = 3
     params["data"]["classes"] = ["neutral", "happy", "sad", "angry"]
     repo = make_project(tmp_path_factory.mktemp("flow") / "project", params)

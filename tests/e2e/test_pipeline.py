@@ -78,8 +78,17 @@ def test_dvc_pipeline_end_to_end(project_copy):
     assert "up to date" in run(["dvc", "status"], repo).stdout
 
 
+def fast_params(**overrides: dict) -> dict:
+    """tiny_params on the fast log-mel features without the stats head, then `overrides` (section updates)."""
+    params = tiny_params(features={"kind": "logmel"}, model={"stats_head": False})
+    for section, values in overrides.items():
+        params[section].update(values)
+    return params
+
+
 def test_gate_and_bad_params_fail_clearly_and_keep_outputs(project_copy):
-    repo = project_copy()
+    # tests the stages' failures, not the default model (Whisper + stats head, tested in test_dvc_pipeline_end_to_end)
+    repo = project_copy(fast_params())
     run(["dvc", "repro"], repo)
     features_before = (repo / "data/features/train.npz").read_bytes()
 
@@ -88,14 +97,14 @@ def test_gate_and_bad_params_fail_clearly_and_keep_outputs(project_copy):
         ("split", {"val_actors": 2, "test_actors": 2}, "split.val_actors + split.test_actors = 4 leaves no actor"),
         ("features", {"n_mels": -8}, "features.n_mels: Input should be greater than or equal to 8"),
     ]:
-        params = tiny_params(**{section: values})
+        params = fast_params(**{section: values})
         (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         failed = run(["dvc", "repro"], repo, check=False)
         assert failed.returncode != 0
         assert message in failed.stderr + failed.stdout
         assert (repo / "data/features/train.npz").read_bytes() == features_before
 
-    params = tiny_params(
+    params = fast_params(
         evaluate={"gates": {"min_uar": 1.0, "min_accuracy": 0, "min_macro_f1": 0, "min_class_recall": 0}}
     )
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -92,8 +92,10 @@ def test_retrain_steps_run_locally(project_copy, tmp_path):
     run(["git", "add", "-A"], repo)
     run(["git", "-c", "user.email=ci@example.org", "-c", "user.name=ci", "commit", "-qm", "baseline"], repo)
     env_path = f"{BIN}:{Path(sys.executable).parent}"
+    # tests the harness, not the default model (Whisper + stats head, tested in test_dvc_pipeline_end_to_end)
+    fast = ["-S", "features.kind=logmel", "-S", "model.stats_head=false"]
     proc = subprocess.run(
-        ["bash", "scripts/retrain.sh", "-S", "train.epochs=3", "--push", "--out", "out"],
+        ["bash", "scripts/retrain.sh", "-S", "train.epochs=3", *fast, "--push", "--out", "out"],
         cwd=repo,
         env={**os.environ, "PATH": f"{env_path}:/usr/bin:/bin"},
         capture_output=True,
