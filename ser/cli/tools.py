@@ -29,6 +29,10 @@ def predict(
     url: Annotated[str | None, typer.Option(help="A running service instead, e.g. http://127.0.0.1:3000.")] = None,
     hop: Annotated[float, typer.Option(help="Seconds between windows of a long file.")] = 1.75,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    engine: Annotated[
+        str,
+        typer.Option(help="auto: the model's saved NumPy copy (made on the first run) | numpy | tensorflow."),
+    ] = "auto",
 ) -> None:
     """Predict the emotion of audio files: top emotion, probabilities, per-window timeline for long files.
 
@@ -38,7 +42,7 @@ def predict(
 
     from ser.serving.predict import failed, predict_local, predict_remote, render
 
-    results = predict_remote(files, url) if url else predict_local(files, model_dir, hop)
+    results = predict_remote(files, url) if url else predict_local(files, model_dir, hop, engine)
     if as_json:
         typer.echo(json.dumps(results, indent=2))
     else:

@@ -49,55 +49,25 @@ def limit_threads(threads: int) -> None:
         pass
 
 
-class Predictor:
-    """Model, feature parameters and classes of one saved model folder.
+def split_rows(rows: np.ndarray, parts: list[np.ndarray]) -> list[np.ndarray]:
+    """`rows` (the parts' rows, concatenated) cut back into one array per part."""
+    bounds = np.cumsum([0] + [len(p) for p in parts])
+    return [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+class ClipWindows:
+    """How a clip becomes model windows and how window probabilities become an answer (no model inside).
+
+    Shared by `Predictor` (TensorFlow) and `ser.serving.quick.QuickPredictor` (NumPy).
 
     Args:
-        model_dir: folder with model.keras and preprocess.json.
+        params: the model's feature parameters (preprocess.json `features`).
+        classes: class names in the model's output order.
         hop_s: hop between windows of a long clip, in seconds.
-        threads: TensorFlow intra-op threads (default: $SER_TF_THREADS or the CPU count).
-        max_batch: the largest batch one graph call takes (larger inputs are split).
-        xla: compile with XLA ($SER_XLA=0 turns it off).
-        warm: compile every batch bucket and warm the feature kind now (a server); False for one-off
-            use (`ser predict`), where each call compiles what it needs.
     """
 
-    def __init__(
-        self,
-        model_dir: Path,
-        hop_s: float = 1.75,
-        threads: int | None = None,
-        max_batch: int = 32,
-        xla: bool | None = None,
-        warm: bool = True,
-    ) -> None:
-        limit_threads(threads or int(os.environ.get("SER_TF_THREADS", 0)) or os.cpu_count() or 1)
-        import tensorflow as tf
-
-        from ser.training.model import load_model
-
-        preprocess = read_json(Path(model_dir) / "preprocess.json")
-        self.classes: list[str] = list(preprocess["classes"])
-        self.params = FeatureParams(**preprocess["features"])
-        self.shape = tuple(preprocess["shape"])
-        self.hop_s = hop_s
-        self.model = load_model(Path(model_dir) / "model.keras")
-        xla = os.environ.get("SER_XLA", "1") != "0" if xla is None else xla
-        spec = tf.TensorSpec((None, *self.shape), tf.float32)
-        self._forward = tf.function(self._call, input_signature=[spec], jit_compile=xla, autograph=False)
-        self.buckets = [1 << i for i in range(max(1, max_batch).bit_length())]
-        if self.buckets[-1] < max_batch:
-            self.buckets.append(max_batch)
-        self.kind = kind = feature_kind(self.params.kind)
-        kind.use_packaged(Path(model_dir))  # e.g. the frozen encoder's weights: the packaged model's own copy
-        if not warm:
-            return
-        for n in self.buckets:  # compile every bucket now so no request pays for it
-            self.infer(np.zeros((n, *self.shape), np.float32))
-        kind.warm_up(self.params)  # compiled kernels, weights: loaded now, not in the first request
-
-    def _call(self, x):
-        return self.model(x, training=False)
+    def __init__(self, params: FeatureParams, classes: list[str], hop_s: float = 1.75) -> None:
+        self.params, self.classes, self.hop_s = params, list(classes), hop_s
 
     @property
     def window_samples(self) -> int:
@@ -128,44 +98,6 @@ class Predictor:
             f"the first {offset:g} s is not scored: the model's {p.duration:g} s window starts there, as in training"
         ]
 
-    def featurize(self, wave: np.ndarray) -> tuple[np.ndarray, list[float]]:
-        """Model input (n, frames, channels) of every window (`features.extract`), and the window starts."""
-        batch, starts = self.windows(wave)
-        return extract(batch, self.params), starts
-
-    def prepare(self, wave: np.ndarray) -> tuple[np.ndarray, list[float]]:
-        """What `run_many` takes for one clip, and the window starts: the windows themselves when the feature
-        kind batches its extraction across requests (the Whisper encoder), else their features (log-mel)."""
-        if self.kind.batch_across_requests:
-            return self.windows(wave)
-        return self.featurize(wave)
-
-    def run_many(self, prepared: list[np.ndarray]) -> list[np.ndarray]:
-        """Probabilities of several clips' `prepare` outputs in one pass: one extraction, one graph call."""
-        if not self.kind.batch_across_requests:
-            return self.infer_many(prepared)
-        features = extract(np.concatenate(prepared) if len(prepared) > 1 else prepared[0], self.params)
-        bounds = np.cumsum([0] + [len(b) for b in prepared])
-        return self.infer_many([features[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
-
-    def infer_many(self, batches: list[np.ndarray]) -> list[np.ndarray]:
-        """`infer` over several clips' features at once (one graph call); one probability array per clip."""
-        probs = self.infer(np.concatenate(batches) if len(batches) > 1 else batches[0])
-        bounds = np.cumsum([0] + [len(b) for b in batches])
-        return [probs[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-
-    def infer(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities (n, classes) of a feature batch, through the compiled graph."""
-        features = np.asarray(features, np.float32)
-        top = self.buckets[-1]
-        if len(features) > top:
-            return np.concatenate([self.infer(features[i : i + top]) for i in range(0, len(features), top)])
-        n = len(features)
-        size = next(b for b in self.buckets if b >= n)
-        if size > n:
-            features = np.concatenate([features, np.zeros((size - n, *features.shape[1:]), np.float32)])
-        return self._forward(features).numpy()[:n]
-
     def summarise(self, probs: np.ndarray, starts: list[float], duration_s: float | None = None) -> dict:
         """Label, probabilities, per-window predictions and the aggregate as plain Python."""
         mean = probs.mean(axis=0)
@@ -183,3 +115,87 @@ class Predictor:
 
     def _named(self, probs: np.ndarray) -> dict[str, float]:
         return {c: round(float(v), 6) for c, v in zip(self.classes, probs, strict=True)}
+
+
+class Predictor(ClipWindows):
+    """Model, feature parameters and classes of one saved model folder.
+
+    Args:
+        model_dir: folder with model.keras and preprocess.json.
+        hop_s: hop between windows of a long clip, in seconds.
+        threads: TensorFlow intra-op threads (default: $SER_TF_THREADS or the CPU count).
+        max_batch: the largest batch one graph call takes (larger inputs are split).
+        xla: compile with XLA ($SER_XLA=0 turns it off).
+        warm: compile every batch bucket and warm the feature kind now (a server); False for one-off
+            use (`ser predict`), where each call compiles what it needs.
+    """
+
+    def __init__(
+        self,
+        model_dir: Path,
+        hop_s: float = 1.75,
+        threads: int | None = None,
+        max_batch: int = 32,
+        xla: bool | None = None,
+        warm: bool = True,
+    ) -> None:
+        limit_threads(threads or int(os.environ.get("SER_TF_THREADS", 0)) or os.cpu_count() or 1)
+        import tensorflow as tf
+
+        from ser.training.model import load_model
+
+        preprocess = read_json(Path(model_dir) / "preprocess.json")
+        super().__init__(FeatureParams(**preprocess["features"]), preprocess["classes"], hop_s)
+        self.shape = tuple(preprocess["shape"])
+        self.model = load_model(Path(model_dir) / "model.keras")
+        xla = os.environ.get("SER_XLA", "1") != "0" if xla is None else xla
+        spec = tf.TensorSpec((None, *self.shape), tf.float32)
+        self._forward = tf.function(self._call, input_signature=[spec], jit_compile=xla, autograph=False)
+        self.buckets = [1 << i for i in range(max(1, max_batch).bit_length())]
+        if self.buckets[-1] < max_batch:
+            self.buckets.append(max_batch)
+        self.kind = kind = feature_kind(self.params.kind)
+        kind.use_packaged(Path(model_dir))  # e.g. the frozen encoder's weights: the packaged model's own copy
+        if not warm:
+            return
+        for n in self.buckets:  # compile every bucket now so no request pays for it
+            self.infer(np.zeros((n, *self.shape), np.float32))
+        kind.warm_up(self.params)  # compiled kernels, weights: loaded now, not in the first request
+
+    def _call(self, x):
+        return self.model(x, training=False)
+
+    def featurize(self, wave: np.ndarray) -> tuple[np.ndarray, list[float]]:
+        """Model input (n, frames, channels) of every window (`features.extract`), and the window starts."""
+        batch, starts = self.windows(wave)
+        return extract(batch, self.params), starts
+
+    def prepare(self, wave: np.ndarray) -> tuple[np.ndarray, list[float]]:
+        """What `run_many` takes for one clip, and the window starts: the windows themselves when the feature
+        kind batches its extraction across requests (the Whisper encoder), else their features (log-mel)."""
+        if self.kind.batch_across_requests:
+            return self.windows(wave)
+        return self.featurize(wave)
+
+    def run_many(self, prepared: list[np.ndarray]) -> list[np.ndarray]:
+        """Probabilities of several clips' `prepare` outputs in one pass: one extraction, one graph call."""
+        joined = np.concatenate(prepared) if len(prepared) > 1 else prepared[0]
+        if self.kind.batch_across_requests:
+            joined = extract(joined, self.params)
+        return split_rows(self.infer(joined), prepared)
+
+    def infer_many(self, batches: list[np.ndarray]) -> list[np.ndarray]:
+        """`infer` over several clips' features at once (one graph call); one probability array per clip."""
+        return split_rows(self.infer(np.concatenate(batches) if len(batches) > 1 else batches[0]), batches)
+
+    def infer(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, classes) of a feature batch, through the compiled graph."""
+        features = np.asarray(features, np.float32)
+        top = self.buckets[-1]
+        if len(features) > top:
+            return np.concatenate([self.infer(features[i : i + top]) for i in range(0, len(features), top)])
+        n = len(features)
+        size = next(b for b in self.buckets if b >= n)
+        if size > n:
+            features = np.concatenate([features, np.zeros((size - n, *features.shape[1:]), np.float32)])
+        return self._forward(features).numpy()[:n]

@@ -13,6 +13,11 @@ from ser.cli import app
 from tests.support import CLASSES, PEAK, flac_of_unknown_length, float_wav, make_tiny_model, tone
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):  # the model's NumPy copy (ser.serving.quick) goes here, not to ~/.cache
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     return make_tiny_model(tmp_path_factory.mktemp("model"))
