@@ -12,7 +12,10 @@ per-request sample budget) against a normal one; then the throughput ratios.
 
 Variants: `batched` (EmotionService, in-process batching), `unbatched`
 (EmotionService, SER_BATCHING=off: one compiled-graph call per request), `batched-glibc-arenas`
-(`batched` with glibc's default malloc arenas: SER_MALLOC_ARENAS=0, `ser.serving.malloc`),
+(`batched` with glibc's default malloc arenas: SER_MALLOC_ARENAS=0, `ser.serving.malloc`), `batched-no-trim`
+(`batched` without giving glibc's free pages back every 5 s: SER_MALLOC_TRIM_S=0), `batched-trim-1s`
+(every second), `batched-bentoml-timers`
+(`batched` with BentoML's own request timers, which hold each request for 60 s: `ser.serving.timeouts`),
 `bentoml-adaptive` (a self-call through the adaptively batched `/infer`) and
 `naive` (`bench.naive_service`: decode, `logmel`, Keras `model.predict` per
 request, the way a first service would be written).
@@ -44,6 +47,12 @@ VARIANTS = {
         "ser.serving.service:EmotionService",
         {"SER_BATCHING": "inprocess", "SER_MALLOC_ARENAS": "0"},
     ),
+    "batched-bentoml-timers": (
+        "ser.serving.service:EmotionService",
+        {"SER_BATCHING": "inprocess", "SER_BENTOML_TIMERS": "keep"},
+    ),
+    "batched-no-trim": ("ser.serving.service:EmotionService", {"SER_BATCHING": "inprocess", "SER_MALLOC_TRIM_S": "0"}),
+    "batched-trim-1s": ("ser.serving.service:EmotionService", {"SER_BATCHING": "inprocess", "SER_MALLOC_TRIM_S": "1"}),
     "bentoml-adaptive": ("ser.serving.service:EmotionService", {"SER_BATCHING": "bentoml"}),
     "naive": ("bench.naive_service:NaiveService", {}),
 }
@@ -189,6 +198,11 @@ def bench_variant(name: str, data: bytes, args: argparse.Namespace) -> dict:
                 cost = request_cost(proc.pid, f"{base}/{endpoint}", files, args.heavy_repeats)
                 heavy[what] = {**cost, "cpu_vs_normal": round(cost["cpu_s"] / max(normal["cpu_s"], 1e-6), 1)}
     growth_kb = (rss_end - rss_warm) * 1024 / n
+    late = [(t, m) for t, m in curve if t >= 10.0]  # after the first 10 s of load: the steady slope, not the step
+    slope_kb = float("nan")
+    if len(late) >= 3:
+        times, mib = zip(*late, strict=True)
+        slope_kb = float(np.polyfit(times, mib, 1)[0]) * 1024 * args.duration / n
     result = {
         "single": single,
         "load": load,
@@ -196,6 +210,7 @@ def bench_variant(name: str, data: bytes, args: argparse.Namespace) -> dict:
         "rss_warm_mb": round(rss_warm),
         "rss_end_mb": round(rss_end),
         "rss_growth_kb_per_request": round(growth_kb, 2),
+        "rss_slope_after_10s_kb_per_request": round(slope_kb, 2),  # least squares over the curve past 10 s
         "rss_curve_mb": [[round(t, 1), round(m, 1)] for t, m in curve],  # (seconds into the load, MiB)
         "heavy": heavy,
     }
@@ -203,7 +218,8 @@ def bench_variant(name: str, data: bytes, args: argparse.Namespace) -> dict:
         f"{name:8s} single p50 {single['p50_ms']:6.1f} ms p99 {single['p99_ms']:6.1f} ms | "
         f"load {load['rps']:6.1f} req/s, {load['errors']} errors, p50 {load['p50_ms']:.1f} ms "
         f"p99 {load['p99_ms']:.1f} ms, server CPU {load['server_cpu_ms_per_req']} ms/req | "
-        f"RSS {rss_start:.0f} -> {rss_warm:.0f} -> {rss_end:.0f} MiB ({growth_kb:+.2f} KB/request)",
+        f"RSS {rss_start:.0f} -> {rss_warm:.0f} -> {rss_end:.0f} MiB ({growth_kb:+.2f} KB/request, "
+        f"{slope_kb:+.2f} after 10 s)",
         flush=True,
     )
     for what, cost in heavy.items():

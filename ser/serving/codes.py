@@ -26,5 +26,6 @@ CODES: dict[str, tuple[int, str]] = {
     "too_long": (413, "the audio is longer than serve.max_duration_s"),
     "too_costly": (413, "decoding would cost more samples than serve.max_samples_per_file / _per_request"),
     "unscorable": (422, "the model gave no finite scores (a guard; no known input does this)"),
+    "timeout": (504, "the request took longer than the service's traffic timeout (60 s)"),
     "internal": (500, "a server error (logged with its traceback)"),
 }

@@ -88,6 +88,12 @@ class CanonicalForm:
         }
         self.parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
 
+    def close(self) -> None:
+        """Close the spooled copy and drop the parser, whose callbacks refer back to this form: a reference
+        cycle that would otherwise wait for a full garbage collection (rare beside TensorFlow's large heap)."""
+        self.out.close()
+        self.parser = None  # type: ignore[assignment]
+
     def _add(self, which: int, data: bytes) -> None:
         self._header[which] += data
         if len(self._header[which]) > 8192:
@@ -233,7 +239,7 @@ class UploadGate:
             form.finish()
             await self._forward(scope, receive, send, form, size)
         finally:
-            form.out.close()
+            form.close()
         return None
 
     async def _forward(self, scope: dict, receive: Any, send: Any, form: CanonicalForm, size: int) -> None:

@@ -42,10 +42,13 @@ from ser.serving.batching import MicroBatcher
 from ser.serving.demo import demo_app
 from ser.serving.errors import ClientError, ErrorShape, install_log_filter
 from ser.serving.gate import UploadGate, input_shape, serve_config
-from ser.serving.malloc import limit_arenas
+from ser.serving.malloc import limit_arenas, start_trimming
+from ser.serving.memtrace import start_from_env as trace_memory
 from ser.serving.predictor import Predictor
+from ser.serving.timeouts import cancel_request_timers
 from ser.serving.uploads import Clip, Limits, SampleBudget, UploadError, decode_upload, header_cost, probe
 
+cancel_request_timers()  # BentoML's per-request timeout timers held each request's objects for 60 s
 MODEL_TAG = os.environ.get("SER_MODEL_TAG", "ser_emotion:latest")
 BATCHING = os.environ.get("SER_BATCHING", "inprocess")
 MODEL_REF = bentoml.models.BentoModel(MODEL_TAG)
@@ -101,6 +104,7 @@ class EmotionService:
 
     def __init__(self) -> None:
         limit_arenas()  # before the request threads start: two malloc arenas, not 16 (ser.serving.malloc)
+        trace_memory()  # only with $SER_MEMORY_TRACE_DIR (the memory benchmark)
         stored = self.model
         meta = stored.info.metadata
         self.version = str(stored.tag)
@@ -110,6 +114,7 @@ class EmotionService:
             Path(stored.path), hop_s=float(serve["window_hop_s"]), max_batch=int(serve["max_batch_size"])
         )
         self.batcher = MicroBatcher(self.predictor.run_many, self.predictor.buckets[-1])
+        start_trimming()  # glibc's free pages back to the system every 5 s (ser.serving.malloc)
 
     def _prepare(
         self, audio: Path, budget: SampleBudget | None = None, info: object = None
