@@ -27,6 +27,7 @@ import ctypes.util
 import os
 import threading
 import time
+from functools import lru_cache
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
 ARENAS = 2
@@ -37,10 +38,9 @@ def limit_arenas(arenas: int | None = None) -> bool:
     arenas = int(os.environ.get("SER_MALLOC_ARENAS", ARENAS)) if arenas is None else arenas
     if arenas <= 0:
         return False
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(name or "libc.so.6").mallopt
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to cap
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:  # not glibc (musl, macOS): nothing to cap
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_ARENA_MAX, arenas))
@@ -53,7 +53,9 @@ class _MallInfo2(ctypes.Structure):
     ] + [("keepcost", ctypes.c_size_t)]
 
 
+@lru_cache(maxsize=1)
 def _libc():
+    """The C library, loaded once (`find_library` runs ldconfig: not something to repeat every trim)."""
     try:
         return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:

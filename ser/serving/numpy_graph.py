@@ -150,9 +150,13 @@ def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
+def _elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+
+
 def _act(x: np.ndarray, name: str) -> np.ndarray:
     if name == "elu":
-        return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
+        return _elu(x)
     if name == "relu":
         return np.maximum(x, 0)
     if name == "softmax":
@@ -210,7 +214,7 @@ def _apply(node: dict, xs: list[np.ndarray], w: list[np.ndarray]) -> np.ndarray:
     if op == "affine":
         return x * w[0] + w[1]
     if op == "elu":
-        return np.where(x > 0, x, attrs["alpha"] * np.expm1(np.minimum(x, 0)))
+        return _elu(x, attrs["alpha"])
     if op == "dense":
         return _act(x @ w[0] + w[1], attrs["activation"])
     if op == "conv1d":
