@@ -31,7 +31,7 @@ from ser.data.splits import actor_folds, gender_balanced_order, random_split
 from ser.features import norm_stats
 from ser.io import atomic_path
 from ser.labels import EMOTIONS
-from ser.training.evaluate import score
+from ser.training.evaluate import calibration, score
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[st
                 r: score(y[r], part.predict(x[r], batch_size=64, verbose=0).argmax(1), classes) for r in scored
             }
     return {
-        **{r: score(y[r], probs[r].argmax(1), classes) for r in scored},
+        **{r: score(y[r], probs[r].argmax(1), classes) | calibration(probs[r], y[r], classes) for r in scored},
         **{f"{r}_probs": probs[r] for r in ("test", "select") if r in probs},
         **{f"{r}_y": y[r] for r in ("test", "select") if r in probs},
         "test_clips": idx.loc[sel["test"], "clip_id"].tolist(),
@@ -171,6 +171,14 @@ def fold_actors(
                 "train": sorted(rest[held:]),
             },
         )
+
+
+def row_folds(actor: np.ndarray, params: Params, folds: int = 6) -> list[dict]:
+    """`fold_actors` as boolean row masks over a per-row actor array: [{"fold", "test", "val", "select", "train"}]."""
+    return [
+        {"fold": f, **{role: np.isin(actor, group) for role, group in roles.items()}}
+        for f, roles in fold_actors(sorted(set(actor.tolist())), params, folds)
+    ]
 
 
 def speaker_folds(

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.corpus.is_dir():
         print(f"skipped: the RAVDESS corpus is not at {args.corpus} (pass --corpus DIR; see README 'Benchmark')")
         return 0
-    from bench.protocols import fold_actors
+    from bench.protocols import row_folds
     from bench.ravdess_bench import host
     from bench.results import save_probs
     from ser.config import load_params
@@ -123,10 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     classes = params.data.classes
     y = index["emotion"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     actor = index["actor"].astype(int).to_numpy()
-    folds = [
-        {"fold": f, **{role: np.isin(actor, group) for role, group in roles.items()}}
-        for f, roles in fold_actors(sorted(set(actor.tolist())), params, args.folds)
-    ]
+    folds = row_folds(actor, params, args.folds)
     results: dict[str, dict[str, Any]] = {}
     for spec in args.specs:
         layers = parse_spec(spec)

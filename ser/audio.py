@@ -61,6 +61,12 @@ def fixed_window(wave: np.ndarray, sample_rate: int, offset: float, duration: fl
     return segment.astype(np.float32, copy=False)
 
 
+def audio_length(window: np.ndarray) -> int:
+    """Samples up to the last non-zero one: the window's length once its zero padding is cut off."""
+    nonzero = np.flatnonzero(window)
+    return int(nonzero[-1]) + 1 if len(nonzero) else 0
+
+
 def sliding_windows(wave: np.ndarray, sample_rate: int, duration: float, hop: float) -> np.ndarray:
     """Split a long wave into (n, samples) windows of `duration` every `hop` seconds (last padded)."""
     length = int(round(duration * sample_rate))

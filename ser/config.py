@@ -108,6 +108,13 @@ class SpeedParams(_Strict):
     max: float = Field(1.1, ge=1, lt=2)
 
 
+class CropParams(_Strict):
+    # A copy cut to a random part of its window (min_duration up to the whole window, random start),
+    # moved to the window's start and zero-padded, as a short upload is: the model learns short clips.
+    rate: float = Field(0.0, ge=0, le=1)
+    min_duration: float = Field(1.0, gt=0)
+
+
 class SpecAugmentParams(_Strict):
     rate: float = Field(0.5, ge=0, le=1)
     freq_masks: int = Field(2, ge=0)
@@ -122,6 +129,7 @@ class AugmentParams(_Strict):
     noise: NoiseParams = Field(default_factory=NoiseParams)
     pitch: PitchParams = Field(default_factory=PitchParams)
     speed: SpeedParams = Field(default_factory=SpeedParams)
+    crop: CropParams = Field(default_factory=CropParams)
     specaugment: SpecAugmentParams = Field(default_factory=SpecAugmentParams)
 
 

@@ -1,4 +1,4 @@
-"""Waveform augmentation for training clips: speed perturbation, pitch shift, additive noise.
+"""Waveform augmentation for training clips: speed perturbation, pitch shift, additive noise, sub-windows.
 
 Applied once per training clip in the `featurize` stage (DVC caches the result,
 so the costly pitch shift is paid once); validation and test clips are never
@@ -14,7 +14,7 @@ from __future__ import annotations
 import librosa
 import numpy as np
 
-from ser.audio import resample
+from ser.audio import audio_length, resample
 from ser.config import AugmentParams
 
 
@@ -56,3 +56,17 @@ def augment_wave(
         wave = add_noise(wave, rng.uniform(*params.noise.snr_db), rng)
         applied.append("noise")
     return wave, applied
+
+
+def sub_window(window: np.ndarray, sample_rate: int, min_duration: float, rng: np.random.Generator) -> np.ndarray:
+    """A random part of the window's audio, moved to the window's start and zero-padded to its length.
+
+    Its length is drawn uniformly from `min_duration` to the window's duration (at most the audio the window
+    holds), its start uniformly where it fits: the window as a short clip, which serving zero-pads the same way.
+    """
+    audio = audio_length(window)
+    length = min(audio, round(rng.uniform(min_duration, len(window) / sample_rate) * sample_rate))
+    start = int(rng.integers(0, audio - length + 1))
+    out = np.zeros_like(window)
+    out[:length] = window[start : start + length]
+    return out

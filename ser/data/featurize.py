@@ -2,7 +2,8 @@
 
 Reads the manifest, assigns speaker-independent splits, decodes each clip once,
 cuts the fixed window and (training split only) adds `augment.copies`
-augmented versions. All windows then go through the one feature function,
+augmented versions (noise, pitch, speed; with `augment.crop`, a random sub-window
+as a short clip). All windows then go through the one feature function,
 `ser.features.extract` (a log-mel, or Whisper-base encoder states with
 `features.kind: whisper_base`). Normalisation statistics come from the training split
 alone and travel with the features (and later with the model).
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 from ser.audio import fixed_window, load_audio
 from ser.config import AugmentParams, FeatureParams, Params
-from ser.data.augment import augment_wave
+from ser.data.augment import augment_wave, sub_window
 from ser.data.splits import assign_splits
 from ser.features import extract, norm_stats
 from ser.io import atomic_path, write_json
@@ -60,7 +61,12 @@ def clip_windows(job: ClipJob) -> list[tuple[np.ndarray, str]]:
     rng = np.random.default_rng([job.augment.seed, zlib.crc32(job.clip_id.encode())])
     for _ in range(job.copies):
         aug, applied = augment_wave(wave, f.sample_rate, job.augment, rng)
-        out.append((fixed_window(aug, f.sample_rate, f.offset, f.duration), "+".join(applied) or "none"))
+        window = fixed_window(aug, f.sample_rate, f.offset, f.duration)
+        crop = job.augment.crop
+        if crop.rate > 0 and rng.random() < crop.rate:  # no draw when off: earlier runs' copies stay the same
+            window = sub_window(window, f.sample_rate, crop.min_duration, rng)
+            applied.append("crop")
+        out.append((window, "+".join(applied) or "none"))
     return out
 
 

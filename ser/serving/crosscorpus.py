@@ -25,7 +25,7 @@ from tqdm import tqdm
 from ser.audio import AudioError, load_audio
 from ser.io import atomic_path, write_json
 from ser.labels import EMOTIONS, LabelError
-from ser.training.evaluate import plot_confusion, score
+from ser.training.evaluate import calibration, plot_confusion, score
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ def evaluate_corpus(
     table = pd.DataFrame(preds, columns=["path", "actual", "predicted", *classes])
     y = table["actual"].map(classes.index).to_numpy()
     metrics = score(y, table["predicted"].map(classes.index).to_numpy(), classes)
+    metrics |= calibration(table[classes].to_numpy(), y, classes)  # flooding one class shows in predicted_share
     with atomic_path(predictions_path) as tmp:
         table.to_csv(tmp, index=False)
     plot_confusion(

@@ -1,7 +1,8 @@
 """The `evaluate` stage: score the model on the test split, write metrics and plots, apply gates.
 
 Metrics: accuracy, unweighted average recall (UAR = macro recall), macro-F1,
-per-class precision/recall/F1, and the confusion matrix — as JSON for
+per-class precision/recall/F1, the confusion matrix, the expected calibration error
+and the share of clips predicted as each class — as JSON for
 `dvc metrics show`, a predictions CSV for `dvc plots show` (confusion template)
 and a PNG. Gates from `evaluate.gates` fail the stage, naming gate and value.
 
@@ -61,6 +62,31 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
     }
 
 
+ECE_BINS = 15  # equal-width confidence bins of the expected calibration error
+
+
+def calibration(probs: np.ndarray, y_true: np.ndarray, classes: list[str]) -> dict:
+    """Expected calibration error and the share of clips predicted as each class.
+
+    ECE: the clips binned by their top probability (`ECE_BINS` equal-width bins), the mean over bins of
+    |accuracy - mean confidence| weighted by the bin's share of clips; 0 is perfect. The predicted-class
+    share shows a model that floods one class on unfamiliar speech (a uniform test set gives 1/len(classes)).
+    """
+    probs, y_true = np.asarray(probs, np.float64), np.asarray(y_true)
+    confidence, pred = probs.max(1), probs.argmax(1)
+    bins = np.minimum((confidence * ECE_BINS).astype(int), ECE_BINS - 1)
+    ece = 0.0
+    for b in np.unique(bins):
+        inside = bins == b
+        ece += inside.mean() * abs((pred[inside] == y_true[inside]).mean() - confidence[inside].mean())
+    counts = np.bincount(pred, minlength=len(classes))
+    return {
+        "ece": float(ece),
+        "mean_confidence": float(confidence.mean()),
+        "predicted_share": {c: float(counts[i] / max(len(pred), 1)) for i, c in enumerate(classes)},
+    }
+
+
 def check_gates(metrics: dict, gates: GateParams) -> list[str]:
     """Messages for every gate the metrics miss (empty when all pass)."""
     failures = []
@@ -111,7 +137,7 @@ def evaluate(
         x, y, clip_ids = data["x"], data["y"], data["clip_id"]
     probs = model.predict(x, batch_size=64, verbose=0)
     pred = probs.argmax(axis=1)
-    metrics = score(y, pred, classes)
+    metrics = score(y, pred, classes) | calibration(probs, y, classes)
     with atomic_path(predictions_path) as tmp:
         pd.DataFrame(
             {"clip_id": clip_ids, "actual": np.array(classes)[y], "predicted": np.array(classes)[pred]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -188,3 +189,82 @@ def test_serve_bench_heavy_requests_are_accepted_and_at_the_default_limits(tmp_p
         assert cost == (serve.max_samples_per_file if endpoint == "predict" else serve.max_samples_per_request)
         budget = SampleBudget(serve.max_samples_per_request)
         assert all(decode_upload(p, 16000, limits, budget).duration_s == 60.0 for p in paths)
+
+
+def test_length_probe_scores_each_length_and_setting_on_validation_chosen_fits(tiny_corpus, tmp_path, capsys):
+    from bench import length_probe
+
+    assert length_probe.main(["--corpus", str(tmp_path / "absent"), "--out", str(tmp_path / "none")]) == 0
+    assert "skipped: the RAVDESS corpus is not at" in capsys.readouterr().out and not (tmp_path / "none").exists()
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(tiny_params()))
+    out, cache = tmp_path / "lengths", tmp_path / "cache" / "pooled.npz"
+    settings = ["layers 3-4 (today's head)", "layers 3-4, crops", "weighted 0-6, masked + crops"]
+    argv = [*bench_argv(tiny_corpus, params), "--folds", "2", "--seeds", "1", "--cache", str(cache)]
+    assert length_probe.main([*argv, "--settings", *settings, "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["clips"] == 240 and list(res["results"]) == settings and cache.is_file()
+    for r in res["results"].values():
+        assert len(r["runs"]) == 2  # 2 folds x 1 seed
+        for length in ("1s", "1.5s", "2s", "3.5s"):
+            cell = r[f"test_{length}"]
+            assert 0 <= cell["uar"]["mean"] <= 1 and 0 <= cell["ece"]["mean"] <= 1
+            assert sum(cell["predicted_share"].values()) == pytest.approx(1.0)
+        # Full windows of audible tones: above chance (1/8) on held-out actors.
+        assert r["test_3.5s"]["uar"]["mean"] > 0.2
+    weights = res["results"]["weighted 0-6, masked + crops"]["runs"][0]["layer_weights"]
+    assert len(weights) == 7 and sum(weights) == pytest.approx(1.0, abs=1e-3)
+    assert "| layers 3-4, crops |" in (out / "results.md").read_text()
+    # A second run reads the cached encoder statistics instead of encoding again.
+    assert length_probe.main([*argv, "--settings", settings[0], "--out", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["encode_seconds"] < res["encode_seconds"]
+
+
+def test_length_probe_cuts_keep_the_start_and_crops_are_the_pipelines(tmp_path):
+    from bench import length_probe
+    from ser.audio import audio_length
+
+    wave = np.arange(1, 56001, dtype=np.float32)  # 3.5 s at 16 kHz, no padding
+    short = length_probe.cut(wave, 1.5, 16000)
+    assert audio_length(short) == 24000 and np.array_equal(short[:24000], wave[:24000])
+    crop = length_probe.random_crop(wave, "03-01-01-01-01-01-01", 16000)
+    assert np.array_equal(crop, length_probe.random_crop(wave, "03-01-01-01-01-01-01", 16000))  # seeded by clip id
+    n = audio_length(crop)
+    assert 16000 <= n <= 56000 and np.array_equal(crop[:n], wave[int(crop[0]) - 1 : int(crop[0]) - 1 + n])
+
+
+def test_length_eval_scores_a_model_on_its_test_clips_cut_short(tiny_corpus, tmp_path):
+    import soundfile as sf
+
+    from bench import length_eval
+    from ser.config import FeatureParams
+    from ser.data.ingest import build_manifest
+    from tests.support import CLASSES, make_tiny_model
+
+    model = make_tiny_model(tmp_path / "model")
+    manifest = build_manifest(tiny_corpus)
+    manifest.to_csv(tmp_path / "manifest.csv", index=False)
+    index = manifest[["clip_id", "emotion", "actor"]].assign(copy=0, augmentation="")
+    index["split"] = np.where(index["actor"] == 4, "test", "train")
+    index.to_csv(tmp_path / "index.csv", index=False)
+    clips = index[index["split"] == "test"].merge(manifest[["clip_id", "path"]], on="clip_id")
+    folder = tmp_path / "cut"
+    folder.mkdir()
+    features = FeatureParams(offset=0.5)
+    labels = length_eval.cut_clips(clips.head(3), tiny_corpus, folder, 1.5, features)
+    assert len(labels.read_text().splitlines()) == 4  # header + 3 clips
+    for row in clips.head(3).itertuples():
+        assert sf.info(folder / f"{row.clip_id}.flac").frames == 24000  # 1.5 s from the window's start
+    out = tmp_path / "lengths"
+    argv = ["--model-dir", str(model), "--corpus", str(tiny_corpus), "--manifest", str(tmp_path / "manifest.csv")]
+    assert (
+        length_eval.main([*argv, "--index", str(tmp_path / "index.csv"), "--lengths", "1", "3.5", "--out", str(out)])
+        == 0
+    )
+    res = json.loads((out / "results.json").read_text())
+    assert res["clips"] == len(clips) == 60 and res["actors"] == [4]
+    for name in ("1s", "3.5s"):
+        assert sum(res[name]["predicted_share"].values()) == pytest.approx(1.0) and 0 <= res[name]["uar"] <= 1
+        known = int(clips["emotion"].isin(CLASSES).sum())  # the tiny model's classes; the others are counted out
+        assert len(pd.read_csv(out / f"{name}-predictions.csv")) == known > 0
+    assert "| 1s |" in (out / "results.md").read_text()

@@ -3,15 +3,17 @@ augmentation that touches training clips only."""
 
 from __future__ import annotations
 
+import zlib
+
 import librosa
 import numpy as np
 import pandas as pd
 import pytest
 
-from ser.audio import fixed_window, load_audio, sliding_windows
+from ser.audio import audio_length, fixed_window, load_audio, sliding_windows
 from ser.config import AugmentParams, FeatureParams, parse_params
-from ser.data.augment import add_noise, augment_wave, change_speed
-from ser.data.featurize import featurize
+from ser.data.augment import add_noise, augment_wave, change_speed, sub_window
+from ser.data.featurize import ClipJob, clip_windows, featurize
 from ser.data.ingest import build_manifest
 from ser.features import logmel as features
 from ser.features import norm_stats
@@ -200,6 +202,44 @@ def test_augmentations_change_the_wave_as_intended():
     off = AugmentParams(noise={"rate": 0}, pitch={"rate": 0}, speed={"rate": 0})
     same, applied = augment_wave(wave, 16000, off, rng)
     assert applied == [] and np.array_equal(same, wave)
+
+
+def test_sub_window_is_a_stretch_of_the_audio_moved_to_the_start():
+    window = np.zeros(16000, np.float32)
+    window[:12000] = np.arange(1, 12001, dtype=np.float32)  # 0.75 s of audio, then padding
+    assert audio_length(window) == 12000 and audio_length(np.zeros(5, np.float32)) == 0
+    rng = np.random.default_rng(0)
+    lengths = set()
+    for _ in range(50):
+        part = sub_window(window, 16000, 0.25, rng)
+        n = audio_length(part)
+        lengths.add(n)
+        assert part.shape == window.shape and 4000 <= n <= 12000
+        first = int(part[0]) - 1  # a contiguous run of the original samples, from wherever it started
+        assert np.array_equal(part[:n], window[first : first + n]) and not part[n:].any()
+    assert len(lengths) > 10 and 12000 in lengths  # lengths vary, and the longest draws keep all the audio
+
+
+def test_crop_copies_are_tagged_and_no_draw_is_made_when_off(tmp_path):
+    import soundfile as sf
+
+    sf.write(tmp_path / "a.wav", 0.1 * np.sin(np.arange(64000) / 7.0), 16000)  # 4 s
+    features = FeatureParams(kind="logmel")
+    quiet = {"noise": {"rate": 0}, "pitch": {"rate": 0}, "speed": {"rate": 0}}
+    on = clip_windows(ClipJob(str(tmp_path / "a.wav"), "a", 4, features, AugmentParams(**quiet, crop={"rate": 1.0})))
+    assert [tag for _, tag in on] == ["", "crop", "crop", "crop", "crop"]
+    full = round(features.duration * features.sample_rate)
+    assert audio_length(on[0][0]) == full and all(audio_length(w) < full for w, _ in on[1:])
+    assert all(audio_length(w) >= features.sample_rate for w, _ in on[1:])  # crop.min_duration: 1 s
+    # With crops off the copies are what they were before the option existed (no extra random draw).
+    noisy = {**quiet, "noise": {"rate": 1.0}}
+    off = clip_windows(ClipJob(str(tmp_path / "a.wav"), "a", 2, features, AugmentParams(**noisy)))
+    rng = np.random.default_rng([7, zlib.crc32(b"a")])  # clip_windows seeds by clip id
+    wave = load_audio(tmp_path / "a.wav", 16000)
+    first, _ = augment_wave(wave, 16000, AugmentParams(**noisy), rng)
+    second, _ = augment_wave(wave, 16000, AugmentParams(**noisy), rng)
+    for (got, tag), want in zip(off[1:], (first, second), strict=True):
+        assert tag == "noise" and np.array_equal(got, fixed_window(want, 16000, features.offset, features.duration))
 
 
 def test_norm_stats_per_mel_bin():

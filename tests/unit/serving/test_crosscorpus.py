@@ -74,6 +74,11 @@ def test_scores_a_labelled_folder(model_dir, corpus, tmp_path):
     assert set(preds.columns) >= {"path", "actual", "predicted", *CLASSES}
     assert (tmp_path / "c.png").stat().st_size > 0
     assert "UAR" in result.output and "neutral" in result.output  # the metrics table
+    # Calibration and class balance, from the same probabilities as the predictions CSV.
+    shares = preds["predicted"].value_counts(normalize=True)
+    assert metrics["predicted_share"] == pytest.approx({c: shares.get(c, 0.0) for c in CLASSES})
+    top = preds[CLASSES].max(axis=1)
+    assert metrics["mean_confidence"] == pytest.approx(top.mean(), rel=1e-5) and 0 <= metrics["ece"] <= 1
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,112 @@
+"""A trained model on short clips: its own test clips cut to 1, 1.5, 2 and 3.5 s, scored through serving (issue 29).
+
+Each test clip of the run (`split == test` in the featurize index) is cut to the first L seconds of its
+window (from `features.offset`), written as its own short file and scored by `ser evaluate`'s cross-corpus
+path (`ser.serving.crosscorpus.evaluate_corpus`: the serving `Predictor`, which scores a clip up to the
+window's length whole, zero-padded). At 3.5 s the cut is the training window itself, so that row repeats
+the evaluate stage's test score. Each length also gets the expected calibration error and the share of
+clips predicted as each class: a model that only knows full-length clips floods a class on short ones.
+
+    .venv/bin/python -m bench.length_eval --model-dir models --corpus ../shared/data/ravdess-speech-16k \
+        --manifest data/manifest.csv --index data/features/index.csv --out reports/length-eval
+
+Writes `results.md`, `results.json` and each length's metrics, predictions and confusion PNG under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+LENGTHS = (1.0, 1.5, 2.0, 3.5)
+
+
+def cut_clips(clips: pd.DataFrame, corpus: Path, folder: Path, seconds: float, features) -> Path:
+    """Write each clip's window cut to `seconds` (no padding) under `folder`; return the labels TSV."""
+    import soundfile as sf
+
+    from ser.audio import load_audio
+
+    sr, start = features.sample_rate, round(features.offset * features.sample_rate)
+    lines = ["path\temotion"]
+    for row in clips.itertuples():
+        wave = load_audio(corpus / row.path, sr)[start : start + round(seconds * sr)]
+        name = f"{row.clip_id}.flac"
+        sf.write(folder / name, wave, sr, subtype="PCM_24")
+        lines.append(f"{name}\t{row.emotion}")
+    (folder / "labels.tsv").write_text("\n".join(lines) + "\n")
+    return folder / "labels.tsv"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model-dir", type=Path, default=Path("models"))
+    ap.add_argument("--corpus", type=Path, required=True, help="the audio folder the run ingested")
+    ap.add_argument("--manifest", type=Path, default=Path("data/manifest.csv"))
+    ap.add_argument("--index", type=Path, default=Path("data/features/index.csv"))
+    ap.add_argument("--lengths", type=float, nargs="+", default=list(LENGTHS))
+    ap.add_argument("--out", type=Path, default=Path("reports/length-eval"))
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    from bench.ravdess_bench import host
+    from ser.config import FeatureParams
+    from ser.io import atomic_path, read_json, write_json
+    from ser.serving.crosscorpus import evaluate_corpus
+
+    features = FeatureParams(**read_json(args.model_dir / "preprocess.json")["features"])
+    index = pd.read_csv(args.index, dtype={"clip_id": str})
+    test = index[(index["split"] == "test") & (index["copy"] == 0)]
+    manifest = pd.read_csv(args.manifest, dtype={"clip_id": str})[["clip_id", "path"]]
+    clips = test.merge(manifest, on="clip_id", how="left")
+    if clips["path"].isna().any():
+        raise SystemExit(
+            f"{args.manifest}: no path for test clips {clips.loc[clips['path'].isna(), 'clip_id'].tolist()}"
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for seconds in args.lengths:
+        name = f"{seconds:g}s"
+        with tempfile.TemporaryDirectory() as tmp:
+            labels = cut_clips(clips, args.corpus, Path(tmp), seconds, features)
+            m = evaluate_corpus(
+                args.model_dir,
+                Path(tmp),
+                labels,
+                args.out / f"{name}-metrics.json",
+                args.out / f"{name}-predictions.csv",
+                args.out / f"{name}-confusion.png",
+            )
+        results[name] = {k: m[k] for k in ("accuracy", "uar", "macro_f1", "ece", "mean_confidence", "predicted_share")}
+    command = " ".join(["python -m bench.length_eval", *(argv if argv is not None else sys.argv[1:])])
+    res = {"command": command, "host": host(), "clips": len(clips), "actors": sorted(set(clips["actor"])), **results}
+    write_json(args.out / "results.json", res)
+    classes = list(next(iter(results.values()))["predicted_share"])
+    lines = [
+        f"# {args.model_dir} on its test clips cut short",
+        "",
+        f"Command: `{command}`; {len(clips)} clips of actors {res['actors']}.",
+        "",
+        "Predicted-class share in %, one column per class.",
+        "",
+        "| length | accuracy | UAR | macro-F1 | ECE | " + " | ".join(classes) + " |",
+        "| - | - | - | - | - | " + " | ".join("-" for _ in classes) + " |",
+    ]
+    for name, r in results.items():
+        share = " | ".join(f"{100 * r['predicted_share'][c]:.0f}" for c in classes)
+        lines.append(
+            f"| {name} | {100 * r['accuracy']:.1f} | {100 * r['uar']:.1f} | {100 * r['macro_f1']:.1f} | "
+            f"{r['ece']:.3f} | {share} |"
+        )
+    with atomic_path(args.out / "results.md") as tmp_md:
+        tmp_md.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

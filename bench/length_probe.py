@@ -1,0 +1,317 @@
+"""Short clips, masked padding and layer weighting for the statistics head on frozen Whisper-base states (issue 29).
+
+RAVDESS's windows are 3.5 s of speech; users (and other corpora) send shorter clips, which the serving path
+zero-pads to the window. Whisper's encoder turns that padding into states as large as speech's, and the
+statistics head's mean and std then describe the padding as much as the voice. This bench measures, on the
+benchmark's protocol (a) folds (6 x 4 test actors, 2 validation actors per fold), the levers of issue 29 that a
+linear head on pooled states can show in minutes rather than hours:
+
+- `masked`: the mean and std over the frames that hold audio only (`ser.features.whisper.valid_frames`);
+- `crops`: the training actors' clips also as one random sub-window each (1-3.5 s, random start, seeded by
+  clip id), so the head sees short clips too;
+- `weighted`: softmax weights over all 7 encoder layers' statistics, learned with the head (SUPERB's layer
+  weighting, here on pooled statistics), against the fixed layers 3-4.
+
+Every clip's window (`features.offset`, `features.duration`) is also cut to 1, 1.5 and 2 s (the window's first
+L seconds, zero-padded as serving pads a short upload), encoded once and cached. Each setting's C (and the
+weighted head's L2) is chosen on the validation actors' full windows; the test actors are scored at each
+length, with the expected calibration error and the predicted-class histogram per fold.
+
+    .venv/bin/python -m bench.length_probe --out reports/length-probe
+
+Writes `results.md` and `results.json` under --out; without the corpus it prints `skipped: ...` and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "data" / "ravdess-speech-16k"
+LENGTHS = (1.0, 1.5, 2.0, 3.5)  # seconds of the window kept; 3.5 = the whole window
+VARIANTS = (*(f"{s:g}s" for s in LENGTHS), "crop")
+LAYERS = 7  # Whisper-base: the convolutions' output and 6 blocks
+INDEX = ("clip_id", "actor", "emotion")  # the clip index kept in the cache
+CROP_MIN_S = 1.0  # the shortest crop; the longest is the whole window
+log = logging.getLogger("length_probe")
+
+
+def cut(wave: np.ndarray, seconds: float, sample_rate: int) -> np.ndarray:
+    """The window's first `seconds`, zero-padded back to the window's length."""
+    out = np.zeros_like(wave)
+    keep = min(len(wave), round(seconds * sample_rate))
+    out[:keep] = wave[:keep]
+    return out
+
+
+def random_crop(wave: np.ndarray, clip_id: str, sample_rate: int, seed: int = 29) -> np.ndarray:
+    """The pipeline's `augment.crop` sub-window (1 s up to the window), drawn from a generator seeded by clip id."""
+    from ser.data.augment import sub_window
+
+    return sub_window(wave, sample_rate, CROP_MIN_S, np.random.default_rng([seed, zlib.crc32(clip_id.encode())]))
+
+
+def pooled_variants(corpus_dir: Path, params, cache: Path) -> tuple[dict[str, np.ndarray], Any]:
+    """{variant: (clips, 2 maskings, 7 layers, 2 x 512)} pooled statistics, and the clip index; cached in `cache`."""
+    import pandas as pd
+
+    from bench.protocols import usable_clips
+    from ser.audio import audio_length
+    from ser.config import FeatureParams
+    from ser.data.featurize import window_clips
+    from ser.data.ingest import build_manifest
+    from ser.features import extract
+    from ser.features.whisper import WIDTH, valid_frames
+    from ser.training.stats_head import clip_stats
+
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as data:
+            index = pd.DataFrame({k[4:]: data[k] for k in data.files if k.startswith("idx_")})
+            return {v: data[v] for v in VARIANTS}, index
+    clips, _ = usable_clips(build_manifest(corpus_dir, workers=params.features.workers))
+    index, waves = window_clips(clips, corpus_dir, np.zeros(len(clips), int), params.features, params.augment)
+    sr = params.features.sample_rate
+    every = FeatureParams(**{**params.features.model_dump(), "kind": "whisper_base", "whisper_layers": list(range(7))})
+    out = {}
+    for variant in VARIANTS:
+        started = time.perf_counter()
+        if variant == "crop":
+            cut_waves = [random_crop(w, c, sr) for w, c in zip(waves, index["clip_id"], strict=True)]
+        else:
+            cut_waves = [cut(w, float(variant[:-1]), sr) for w in waves]
+        pooled = np.empty((len(waves), 2, LAYERS, 2 * WIDTH), np.float32)
+        for start in range(0, len(waves), 64):
+            batch = np.stack(cut_waves[start : start + 64])
+            states = extract(batch, every)  # (clips, frames, 7 * WIDTH)
+            frames = valid_frames(np.array([audio_length(w) for w in batch]), states.shape[1])
+            for i, n in enumerate(frames):
+                for layer in range(LAYERS):
+                    s = states[i : i + 1, :, layer * WIDTH : (layer + 1) * WIDTH]
+                    pooled[start + i, 0, layer] = clip_stats(s)[0]
+                    pooled[start + i, 1, layer] = clip_stats(s[:, :n])[0]
+        out[variant] = pooled
+        log.info("encoded %s: %d windows in %.0f s", variant, len(waves), time.perf_counter() - started)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {**out, **{f"idx_{k}": index[k].to_numpy().astype(str) for k in INDEX}}
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub types the first keyword as allow_pickle
+    tmp.replace(cache)
+    return out, index[list(INDEX)].astype(str)
+
+
+SETTINGS: dict[str, dict[str, Any]] = {
+    "layers 3-4 (today's head)": {"layers": [3, 4], "masked": False, "crops": False},
+    "layers 3-4, masked": {"layers": [3, 4], "masked": True, "crops": False},
+    "layers 3-4, crops": {"layers": [3, 4], "masked": False, "crops": True},
+    "layers 3-4, masked + crops": {"layers": [3, 4], "masked": True, "crops": True},
+    "layers 3-4, crops for half the clips": {"layers": [3, 4], "masked": False, "crops": 0.5},
+    "weighted 0-6, masked + crops": {"layers": list(range(LAYERS)), "masked": True, "crops": True, "weighted": True},
+}
+WEIGHT_L2 = (1e-4, 1e-3, 1e-2)  # the weighted head's L2 on its classifier, chosen on validation UAR
+WEIGHT_EPOCHS = 60
+
+
+def fit_weighted(x_train, y_train, x_val, y_val, n_classes: int, seed: int):
+    """Softmax layer weights over (clips, layers, stats) and a softmax classifier on the weighted sum.
+
+    Inputs standardised per layer and statistic on the training rows; the L2 from `WEIGHT_L2` with the best
+    validation UAR. Returns (predict(x) -> probabilities, report).
+    """
+    import keras
+    from sklearn.metrics import recall_score
+
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+
+    @keras.saving.register_keras_serializable(package="bench")
+    class LayerWeights(keras.layers.Layer):
+        def build(self, input_shape):
+            self.logits = self.add_weight(shape=(input_shape[1],), initializer="zeros", name="logits")
+
+        def call(self, x):
+            w = keras.ops.softmax(self.logits)
+            return keras.ops.einsum("blc,l->bc", x, w)
+
+    fits = []
+    for l2 in WEIGHT_L2:
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input(x_train.shape[1:])
+        pooled = LayerWeights(name="layer_weights")(inputs)
+        outputs = keras.layers.Dense(n_classes, activation="softmax", kernel_regularizer=keras.regularizers.L2(l2))(
+            keras.layers.Dropout(0.2)(pooled)
+        )
+        model = keras.Model(inputs, outputs)
+        model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+        model.fit((x_train - mean) / std, y_train, epochs=WEIGHT_EPOCHS, batch_size=64, verbose=0, shuffle=True)
+        pred = model.predict((x_val - mean) / std, verbose=0).argmax(1)
+        fits.append((float(recall_score(y_val, pred, average="macro")), l2, model))
+    uar, l2, model = max(fits, key=lambda f: f[0])
+    weights = keras.ops.convert_to_numpy(keras.ops.softmax(model.get_layer("layer_weights").logits))
+    report = {"L2": l2, "val_uar": uar, "layer_weights": [round(float(w), 4) for w in weights]}
+    return (lambda x: model.predict((x - mean) / std, verbose=0)), report
+
+
+def run_setting(setting: dict, pooled: dict[str, np.ndarray], y: np.ndarray, folds: list[dict], classes, seed: int):
+    """Per fold: fit on the training actors (full windows, plus crops), choose on validation, score each length."""
+    from ser.training.evaluate import calibration, score
+    from ser.training.stats_head import fit_linear
+
+    mask, layers = int(setting["masked"]), setting["layers"]
+
+    def rows(variant: str, where: np.ndarray) -> np.ndarray:
+        x = pooled[variant][where, mask][:, layers]
+        return x if setting.get("weighted") else x.reshape(len(x), -1)
+
+    out = []
+    for fold in folds:
+        tr, va, te = fold["train"], fold["val"], fold["test"]
+        x_tr, y_tr = rows("3.5s", tr), y[tr]
+        if setting["crops"]:  # True: every training clip's crop; a fraction: a fixed random share of them
+            share = np.random.default_rng(29).random(len(y)) < float(setting["crops"])
+            x_tr, y_tr = np.concatenate([x_tr, rows("crop", tr & share)]), np.concatenate([y_tr, y[tr & share]])
+        if setting.get("weighted"):
+            predict, report = fit_weighted(x_tr, y_tr, rows("3.5s", va), y[va], len(classes), seed)
+        else:
+            scaler, classifier, report = fit_linear(x_tr, y_tr, rows("3.5s", va), y[va])
+            report = {k: report[k] for k in ("C", "val_uar")}
+
+            def predict(x, scaler=scaler, classifier=classifier):
+                probs = np.zeros((len(x), len(classes)))
+                probs[:, classifier.classes_] = classifier.predict_proba(scaler.transform(x))
+                return probs
+
+        by_length = {}
+        for length in LENGTHS:
+            variant = f"{length:g}s"
+            scores = {}
+            for role, where in (("val", va), ("test", te)):
+                probs = predict(rows(variant, where))
+                s = score(y[where], probs.argmax(1), classes) | calibration(probs, y[where], classes)
+                scores[role] = {k: s[k] for k in ("accuracy", "uar", "macro_f1", "ece", "predicted_share")}
+            by_length[variant] = scores
+        out.append({"fold": fold["fold"], "seed": seed, **report, "lengths": by_length})
+        log.info(
+            "fold %d seed %d: val UAR %.3f, test UAR %s",
+            fold["fold"],
+            seed,
+            report["val_uar"],
+            " ".join(f"{v}={by_length[v]['test']['uar']:.3f}" for v in by_length),
+        )
+    return out
+
+
+def summary(runs: list[dict], classes: list[str]) -> dict:
+    """Means and stds over runs per length and role; predicted shares averaged."""
+    from bench.results import spread
+
+    out: dict[str, Any] = {"val_uar_choice": spread([r["val_uar"] for r in runs])}
+    for variant in runs[0]["lengths"]:
+        for role in ("val", "test"):
+            cell = [r["lengths"][variant][role] for r in runs]
+            out[f"{role}_{variant}"] = {
+                **{k: spread([c[k] for c in cell]) for k in ("accuracy", "uar", "macro_f1", "ece")},
+                "predicted_share": {c: float(np.mean([x["predicted_share"][c] for x in cell])) for c in classes},
+            }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--corpus", type=Path, default=CORPUS)
+    ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    ap.add_argument("--folds", type=int, default=6)
+    ap.add_argument("--seeds", type=int, default=2, help="seeds of the weighted head (the linear fits are exact)")
+    ap.add_argument("--cache", type=Path, default=ROOT / "data" / "cache" / "bench" / "length-probe.npz")
+    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), help="names from SETTINGS")
+    ap.add_argument("--out", type=Path, default=ROOT / "reports" / "length-probe")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    if not args.corpus.is_dir():
+        print(f"skipped: the RAVDESS corpus is not at {args.corpus} (pass --corpus DIR; see README 'Benchmark')")
+        return 0
+    from bench.protocols import row_folds
+    from bench.ravdess_bench import host
+    from ser.config import load_params
+    from ser.io import write_json
+
+    params = load_params(args.params)
+    start = time.perf_counter()
+    pooled, index = pooled_variants(args.corpus, params, args.cache)
+    encode_s = time.perf_counter() - start
+    classes = params.data.classes
+    y = index["emotion"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    actor = index["actor"].astype(int).to_numpy()
+    folds = row_folds(actor, params, args.folds)
+    results = {}
+    for name in args.settings:
+        setting, began = SETTINGS[name], time.perf_counter()
+        seeds = range(args.seeds) if setting.get("weighted") else range(1)
+        runs = [r for seed in seeds for r in run_setting(setting, pooled, y, folds, classes, seed)]
+        results[name] = {**setting, "runs": runs, **summary(runs, classes), "seconds": time.perf_counter() - began}
+    command = " ".join(["python -m bench.length_probe", *(argv if argv is not None else sys.argv[1:])])
+    res = {"command": command, "host": host(), "clips": len(y), "encode_seconds": encode_s, "results": results}
+    res["wall_seconds"] = time.perf_counter() - start
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "results.json", res)
+    text = report(res, classes)
+    tmp = args.out / "results.md.tmp"
+    tmp.write_text(text)
+    tmp.replace(args.out / "results.md")
+    print(text)
+    return 0
+
+
+def report(res: dict, classes: list[str]) -> str:
+    """results.md: UAR per length (validation and test), accuracy, ECE and the predicted-class shares."""
+    h = res["host"]
+    lines = [
+        "# Statistics head on Whisper-base states: short clips, masked padding, layer weighting",
+        "",
+        f"Command: `{res['command']}`  ",
+        f"Commit {h['commit']}, {h['cpus']} CPUs ({h['cpu_model']}); {res['clips']} clips, 5 windows each "
+        f"(1, 1.5, 2, 3.5 s and a random crop), encoding {res['encode_seconds']:.0f} s (0 when cached), "
+        f"wall time {res['wall_seconds'] / 60:.1f} min. Protocol (a) folds; C (or L2) chosen on the validation "
+        "actors' full windows; mean ± std over folds (and seeds).",
+        "",
+        "| setting | val UAR 1 / 1.5 / 2 / 3.5 s | test UAR 1 / 1.5 / 2 / 3.5 s | test accuracy 3.5 s | "
+        "test ECE 1.5 / 3.5 s |",
+        "| - | - | - | - | - |",
+    ]
+    variants = [f"{s:g}s" for s in LENGTHS]
+    for name, r in res["results"].items():
+        val = " / ".join(f"{100 * r[f'val_{v}']['uar']['mean']:.1f}" for v in variants)
+        test = " / ".join(f"{100 * r[f'test_{v}']['uar']['mean']:.1f}" for v in variants)
+        full = r["test_3.5s"]
+        lines.append(
+            f"| {name} | {val} | {test} ± {100 * full['uar']['std']:.1f} | "
+            f"{100 * full['accuracy']['mean']:.1f} ± {100 * full['accuracy']['std']:.1f} | "
+            f"{r['test_1.5s']['ece']['mean']:.3f} / {full['ece']['mean']:.3f} |"
+        )
+    lines += [
+        "",
+        "Predicted-class share on the test actors (%; each class is 1/8 = 12.5 % of RAVDESS but neutral, 6.7 %), "
+        "at 1 s and 3.5 s:",
+        "",
+        "| setting | length | " + " | ".join(classes) + " |",
+        "| - | - | " + " | ".join("-" for _ in classes) + " |",
+    ]
+    for name, r in res["results"].items():
+        for v in ("1s", "3.5s"):
+            share = r[f"test_{v}"]["predicted_share"]
+            lines.append(f"| {name} | {v} | " + " | ".join(f"{100 * share[c]:.1f}" for c in classes) + " |")
+    weighted = [r for r in res["results"].values() if r.get("weighted")]
+    for r in weighted:
+        mean_w = np.mean([run["layer_weights"] for run in r["runs"]], axis=0)
+        lines += ["", "Learned layer weights, mean over runs (layers 0-6): " + ", ".join(f"{w:.3f}" for w in mean_w)]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
