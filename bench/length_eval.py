@@ -9,6 +9,9 @@ clips predicted as each class: a model that only knows full-length clips floods 
 
     .venv/bin/python -m bench.length_eval --model-dir models --corpus ../shared/data/ravdess-speech-16k \
         --manifest data/manifest.csv --index data/features/index.csv --out reports/length-eval
+    # after `make run`, whose workspace is gone: the evaluate stage's predictions name the test clips
+    .venv/bin/python -m bench.length_eval --model-dir runs/latest/models --index runs/latest/reports/predictions.csv \
+        --corpus ../shared/data/ravdess-speech-16k
 
 Writes `results.md`, `results.json` and each length's metrics, predictions and confusion PNG under --out.
 """
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-LENGTHS = (1.0, 1.5, 2.0, 3.5)
+from bench.length_report import LENGTHS
 
 
 def cut_clips(clips: pd.DataFrame, corpus: Path, folder: Path, seconds: float, features) -> Path:
@@ -47,8 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model-dir", type=Path, default=Path("models"))
     ap.add_argument("--corpus", type=Path, required=True, help="the audio folder the run ingested")
-    ap.add_argument("--manifest", type=Path, default=Path("data/manifest.csv"))
-    ap.add_argument("--index", type=Path, default=Path("data/features/index.csv"))
+    ap.add_argument("--manifest", type=Path, help="the run's manifest (default: ingest's, built from --corpus)")
+    ap.add_argument(
+        "--index",
+        type=Path,
+        default=Path("data/features/index.csv"),
+        help="featurize's index (its test split), or any CSV with a clip_id column, e.g. reports/predictions.csv",
+    )
     ap.add_argument("--lengths", type=float, nargs="+", default=list(LENGTHS))
     ap.add_argument("--out", type=Path, default=Path("reports/length-eval"))
     args = ap.parse_args(argv)
@@ -60,9 +68,16 @@ def main(argv: list[str] | None = None) -> int:
 
     features = FeatureParams(**read_json(args.model_dir / "preprocess.json")["features"])
     index = pd.read_csv(args.index, dtype={"clip_id": str})
-    test = index[(index["split"] == "test") & (index["copy"] == 0)]
-    manifest = pd.read_csv(args.manifest, dtype={"clip_id": str})[["clip_id", "path"]]
-    clips = test.merge(manifest, on="clip_id", how="left")
+    if "split" in index:  # featurize's index: the test split's original windows
+        index = index[(index["split"] == "test") & (index["copy"] == 0)]
+    if args.manifest:
+        manifest = pd.read_csv(args.manifest, dtype={"clip_id": str})
+    else:
+        from ser.data.ingest import build_manifest
+
+        manifest = build_manifest(args.corpus, workers=features.workers)
+    manifest = manifest[["clip_id", "path", "emotion", "actor"]]
+    clips = index[["clip_id"]].drop_duplicates().merge(manifest, on="clip_id", how="left")
     if clips["path"].isna().any():
         raise SystemExit(
             f"{args.manifest}: no path for test clips {clips.loc[clips['path'].isna(), 'clip_id'].tolist()}"
@@ -83,7 +98,13 @@ def main(argv: list[str] | None = None) -> int:
             )
         results[name] = {k: m[k] for k in ("accuracy", "uar", "macro_f1", "ece", "mean_confidence", "predicted_share")}
     command = " ".join(["python -m bench.length_eval", *(argv if argv is not None else sys.argv[1:])])
-    res = {"command": command, "host": host(), "clips": len(clips), "actors": sorted(set(clips["actor"])), **results}
+    res = {
+        "command": command,
+        "host": host(),
+        "clips": len(clips),
+        "actors": sorted({int(a) for a in clips["actor"]}),
+        **results,
+    }
     write_json(args.out / "results.json", res)
     classes = list(next(iter(results.values()))["predicted_share"])
     lines = [

@@ -49,6 +49,10 @@ def protocol_table(title: str, protocol: str, s: dict) -> list[str]:
         lines += [row(name, pm(p["val_uar"]), *(pm(p[f"test_{m}"]) for m in METRICS)) for name, p in s["parts"].items()]
         lines.append("")
     lines += ["Per-class recall (%): " + ", ".join(f"{c} {pm(v)}" for c, v in s["per_class_recall"].items()), ""]
+    if "test_ece" in s:
+        share = ", ".join(f"{c} {100 * v:.1f}" for c, v in s["predicted_share"].items())
+        ece = s["test_ece"]
+        lines += [f"Test ECE {ece['mean']:.3f} ± {ece['std']:.3f}; predicted-class share (%): {share}", ""]
     extra = ["select actors", "select UAR"] if "select_uar" in s else []
     lines += [
         row(

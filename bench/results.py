@@ -40,6 +40,9 @@ def summarise(runs: list[dict], classes: list[str]) -> dict:
         for c in classes
         if any(r["test"]["per_class"][c]["support"] for r in runs)
     }
+    if all("ece" in r["test"] for r in runs):  # calibration and class balance (ser.training.evaluate.calibration)
+        out["test_ece"] = spread([r["test"]["ece"] for r in runs])
+        out["predicted_share"] = {c: float(np.mean([r["test"]["predicted_share"][c] for r in runs])) for c in classes}
     if all("parts" in r for r in runs):  # model.stats_head: each averaged model alone
         out["parts"] = {
             name: {

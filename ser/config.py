@@ -73,8 +73,7 @@ class FeatureParams(_Strict):
     top_db: float = Field(80.0, gt=0)
     workers: int = Field(2, ge=1)
     kind: str = "logmel"  # a registered kind (ser/features/kinds.py): logmel | whisper_base (n_fft..top_db unused)
-    # whisper_base: encoder layers side by side (0 = the convolutions, 6 = the last); [3, 4]: run R's probe
-    whisper_layers: list[int] = Field(default_factory=lambda: [3, 4], min_length=1)
+    whisper_layers: list[int] = Field(default_factory=lambda: [3, 4], min_length=1)  # whisper_base: 0-6, run R's probe
 
     @field_validator("kind")
     @classmethod
@@ -109,10 +108,8 @@ class SpeedParams(_Strict):
 
 
 class CropParams(_Strict):
-    # A copy cut to a random part of its window (min_duration up to the whole window, random start),
-    # moved to the window's start and zero-padded, as a short upload is: the model learns short clips.
-    rate: float = Field(0.0, ge=0, le=1)
-    min_duration: float = Field(1.0, gt=0)
+    rate: float = Field(0.0, ge=0, le=1)  # share of the copies cut short (ser.data.augment.sub_window)
+    min_duration: float = Field(1.0, gt=0)  # shortest cut, seconds; the longest is the whole window
 
 
 class SpecAugmentParams(_Strict):
@@ -144,8 +141,7 @@ class ModelParams(_Strict):
     bidirectional: bool = False
     utterance_norm: bool = False  # subtract each clip's own per-mel mean (in the model, so serving matches)
     frontend: Literal["conv1d", "conv2d"] = "conv1d"  # convolve over time (mels as channels) | time x mel
-    # average in a linear head on each clip's per-channel mean and std (ser.training.stats_head)
-    stats_head: bool = False
+    stats_head: bool = False  # average in a linear head on per-channel mean and std (ser.training.stats_head)
 
     @field_validator("filters", "lstm_units")
     @classmethod
@@ -169,12 +165,9 @@ class TrainParams(_Strict):
     weight_decay: float = Field(0.0, ge=0)  # AdamW's decoupled weight decay; 0 = plain Adam
     mixup: float = Field(0.0, ge=0)  # Beta(a, a) mixup of training batches; 0 = off
     ensemble: int = Field(1, ge=1)  # models trained with seeds seed, seed+1, ...; the saved model averages them
-    # plateau: halve the rate and stop early on validation loss, best epoch's weights; cosine: decay to 0, no stop
-    schedule: Literal["plateau", "cosine"] = "plateau"
-    # cosine only: mean of the weights of the last min(n, epochs) epochs (SWA; capped, not refused); 0 = off
-    average_last: int = Field(0, ge=0)
-    # cosine only: fit the final model on training + validation, once validation chose the stats head's C
-    refit: bool = False
+    schedule: Literal["plateau", "cosine"] = "plateau"  # plateau: halve, stop early, best epoch; cosine: decay to 0
+    average_last: int = Field(0, ge=0)  # cosine only: mean of the last min(n, epochs) epochs' weights (SWA); 0 = off
+    refit: bool = False  # cosine only: final fit on training + validation once validation chose the head's C
 
     @model_validator(mode="after")
     def _averaging_needs_cosine(self) -> TrainParams:
@@ -232,8 +225,7 @@ class ServeParams(_Strict):
     max_batch_size: int = Field(32, ge=1)
     max_latency_ms: int = Field(20, ge=1)
     max_batch_files: int = Field(64, ge=1)  # files one /predict_batch request may hold
-    # samples decoding may cost (seconds x source rate x channels), checked on the header first
-    max_samples_per_file: int = Field(5_760_000, ge=1)  # 60 s of 48 kHz stereo
+    max_samples_per_file: int = Field(5_760_000, ge=1)  # decoding cost, s x rate x channels: 60 s of 48 kHz stereo
     max_samples_per_request: int = Field(23_040_000, ge=1)
 
 

@@ -268,3 +268,8 @@ def test_length_eval_scores_a_model_on_its_test_clips_cut_short(tiny_corpus, tmp
         known = int(clips["emotion"].isin(CLASSES).sum())  # the tiny model's classes; the others are counted out
         assert len(pd.read_csv(out / f"{name}-predictions.csv")) == known > 0
     assert "| 1s |" in (out / "results.md").read_text()
+    # After `make run` only the evaluate stage's predictions name the test clips; the manifest is rebuilt.
+    clips[["clip_id"]].to_csv(tmp_path / "predictions.csv", index=False)
+    again = ["--model-dir", str(model), "--corpus", str(tiny_corpus), "--index", str(tmp_path / "predictions.csv")]
+    assert length_eval.main([*again, "--lengths", "1", "--out", str(tmp_path / "again")]) == 0
+    assert json.loads((tmp_path / "again" / "results.json").read_text())["1s"] == res["1s"]

@@ -51,6 +51,9 @@ def test_folds_seeds_article_and_cost(tiny_corpus, tmp_path):
     for block in (res["speaker"], res["speaker"]["seed_ensemble"]):
         assert 0 <= block["uar"]["mean"] <= 1 and block["uar"]["n"] == 2 if block is not res["speaker"] else 4
     assert set(res["speaker"]["per_class_recall"]) <= set(EMOTIONS)
+    # Calibration and class balance per run, summarised: a model flooding one class shows in the share.
+    assert 0 <= res["speaker"]["test_ece"]["mean"] <= 1 and res["speaker"]["test_ece"]["n"] == 4
+    assert sum(res["speaker"]["predicted_share"].values()) == pytest.approx(1.0)
     article = res["article"]
     assert len(article["runs"]) == 2 and "calm" not in article["per_class_recall"]
     cost = res["cost"]
@@ -59,6 +62,7 @@ def test_folds_seeds_article_and_cost(tiny_corpus, tmp_path):
     assert cost["training"]["seconds_per_epoch_median"] > 0
     md = (out / "results.md").read_text()
     assert "(a) speaker-independent" in md and "(b) the article's protocol" in md and "(c) cost" in md
+    assert "Test ECE " in md and "predicted-class share (%): neutral" in md
     assert res["host"]["cpu_model"] and f"CPUs ({res['host']['cpu_model']})" in md  # timings name their CPU
     # A second run reuses the cached features (same corpus and feature/augment params).
     assert len(list((tmp_path / "cache").glob("features-*.npz"))) == 1
