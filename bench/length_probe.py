@@ -6,7 +6,7 @@ statistics head's mean and std then describe the padding as much as the voice. T
 benchmark's protocol (a) folds (6 x 4 test actors, 2 validation actors per fold), the levers of issue 29 that a
 linear head on pooled states can show in minutes rather than hours:
 
-- `masked`: the mean and std over the frames that hold audio only (`ser.features.whisper.valid_frames`);
+- `masked`: the mean and std over the frames that hold audio only (`valid_frames`);
 - `crops`: the training actors' clips also as one random sub-window each (1-3.5 s, random start, seeded by
   clip id), so the head sees short clips too;
 - `weighted`: softmax weights over all 7 encoder layers' statistics, learned with the head (SUPERB's layer
@@ -53,6 +53,16 @@ def cut(wave: np.ndarray, seconds: float, sample_rate: int) -> np.ndarray:
     return out
 
 
+def valid_frames(samples: np.ndarray, frames: int) -> np.ndarray:
+    """Encoder states per window that see audio, for windows holding `samples` samples before their zero padding.
+
+    One state per 2 mel frames (320 samples); at least 1 (a silent window keeps one state), at most `frames`.
+    """
+    from ser.features.whisper import HOP_LENGTH
+
+    return np.clip(-(-np.asarray(samples, np.int64) // (2 * HOP_LENGTH)), 1, frames)
+
+
 def random_crop(wave: np.ndarray, clip_id: str, sample_rate: int, seed: int = 29) -> np.ndarray:
     """The pipeline's `augment.crop` sub-window (1 s up to the window), drawn from a generator seeded by clip id."""
     from ser.data.augment import sub_window
@@ -70,7 +80,7 @@ def pooled_variants(corpus_dir: Path, params, cache: Path) -> tuple[dict[str, np
     from ser.data.featurize import window_clips
     from ser.data.ingest import build_manifest
     from ser.features import extract
-    from ser.features.whisper import WIDTH, valid_frames
+    from ser.features.whisper import WIDTH
     from ser.training.stats_head import clip_stats
 
     if cache.is_file():

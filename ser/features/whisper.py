@@ -141,14 +141,6 @@ def output_frames(samples: int) -> int:
     return (samples // HOP_LENGTH + 1) // 2
 
 
-def valid_frames(samples: np.ndarray, frames: int) -> np.ndarray:
-    """Encoder states per window that see audio, for windows holding `samples` samples before their zero padding.
-
-    One state per 2 mel frames (320 samples); at least 1 (a silent window keeps one state), at most `frames`.
-    """
-    return np.clip(-(-np.asarray(samples, np.int64) // (2 * HOP_LENGTH)), 1, frames)
-
-
 def encoder_states(waves: np.ndarray, params: FeatureParams) -> np.ndarray:
     """Frozen Whisper-base encoder states of a batch of equal-length windows, float32.
 

@@ -231,6 +231,9 @@ def test_length_probe_cuts_keep_the_start_and_crops_are_the_pipelines(tmp_path):
     assert np.array_equal(crop, length_probe.random_crop(wave, "03-01-01-01-01-01-01", 16000))  # seeded by clip id
     n = audio_length(crop)
     assert 16000 <= n <= 56000 and np.array_equal(crop[:n], wave[int(crop[0]) - 1 : int(crop[0]) - 1 + n])
+    # one encoder state per 320 samples that hold audio, rounded up; a silent window keeps one, a full one all
+    frames = length_probe.valid_frames(np.array([0, 1, 320, 321, 24000, 56000]), 175)
+    assert frames.tolist() == [1, 1, 1, 2, 75, 175]
 
 
 def test_length_eval_scores_a_model_on_its_test_clips_cut_short(tiny_corpus, tmp_path):
