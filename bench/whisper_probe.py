@@ -52,6 +52,15 @@ def pooled_layers(corpus_dir: Path, params) -> tuple[np.ndarray, pd.DataFrame]:
     return pooled, index
 
 
+def settings(specs: list[str], norms: list[str], references: list[str]) -> list[tuple[str, str, str]]:
+    """(layers, normalisation, reference) to fit: every combination, `none` once per layer set."""
+    out = []
+    for spec in specs:
+        for norm in norms:
+            out += [(spec, norm, "all")] if norm == "none" else [(spec, norm, r) for r in references]
+    return out
+
+
 def parse_spec(spec: str) -> list[int]:
     """`3`, `3,4` or `0-6` -> the layers."""
     if "-" in spec:
@@ -60,14 +69,14 @@ def parse_spec(spec: str) -> list[int]:
     return [int(x) for x in spec.split(",")]
 
 
-def probe(x: np.ndarray, y: np.ndarray, folds: list[dict]) -> dict:
+def probe(x: np.ndarray, y: np.ndarray, folds: list[dict], seed: int = 0) -> list[dict]:
     """Per fold: C chosen on validation UAR, then test accuracy and UAR of the training actors' fit.
 
-    The fit is the pipeline's statistics head (`ser.training.stats_head.fit_linear`, `model.stats_head`).
+    The fit is the pipeline's statistics head (`ser.training.stats_head.fit_linear`, `model.stats_head`);
+    `seed` only labels the rows (the fit is deterministic; it numbers a random reference's draws).
     """
     from sklearn.metrics import accuracy_score, recall_score
 
-    from bench.results import spread
     from ser.training.stats_head import fit_linear
 
     rows = []
@@ -81,13 +90,20 @@ def probe(x: np.ndarray, y: np.ndarray, folds: list[dict]) -> dict:
                 "fold": fold["fold"],
                 "C": report["C"],
                 "val_uar": report["val_uar"],
-                "seed": 0,
+                "seed": seed,
                 "accuracy": accuracy_score(y[te], pred),
                 "uar": recall_score(y[te], pred, average="macro"),
                 "test_probs": probs,
                 "test_y": y[te],
             }
         )
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Fold rows (of one or more draws) -> the rows and each score's mean and std over them."""
+    from bench.results import spread
+
     keys = ("val_uar", "accuracy", "uar")
     spreads = {k: spread([r[k] for r in rows]) for k in keys}
     return {
@@ -104,7 +120,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=6)
     ap.add_argument("--specs", nargs="+", default=["6", "5", "4", "3", "2", "1", "0", "3,4", "2,3,4"])
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "whisper-probe")
+    ap.add_argument(
+        "--speaker-norm",
+        nargs="+",
+        default=["none"],
+        choices=["none", "mean", "z"],
+        help="also fit on clip vectors shifted (mean) or standardised (z) per actor (bench/speaker_norm.py)",
+    )
+    ap.add_argument("--reference", nargs="+", default=["all"], help="the clips an actor's statistics use: all|calm|N")
+    ap.add_argument("--draws", type=int, default=3, help="random draws of a numeric --reference, pooled")
     args = ap.parse_args(argv)
+    for reference in args.reference:  # before the encoder's minutes, not after
+        if reference not in ("all", "calm") and not (reference.isdigit() and int(reference) > 0):
+            ap.error(f"--reference: expected all, calm or a positive number of clips, got {reference!r}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     if not args.corpus.is_dir():
         print(f"skipped: the RAVDESS corpus is not at {args.corpus} (pass --corpus DIR; see README 'Benchmark')")
@@ -112,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.protocols import row_folds
     from bench.ravdess_bench import host
     from bench.results import save_probs
+    from bench.speaker_norm import reference_mask, speaker_normalise
     from ser.config import load_params
     from ser.io import atomic_path, write_json
     from ser.training.stats_head import C_GRID
@@ -125,16 +154,24 @@ def main(argv: list[str] | None = None) -> int:
     actor = index["actor"].astype(int).to_numpy()
     folds = row_folds(actor, params, args.folds)
     results: dict[str, dict[str, Any]] = {}
-    for spec in args.specs:
+    for spec, norm, reference in settings(args.specs, args.speaker_norm, args.reference):
         layers = parse_spec(spec)
-        results[spec] = {"layers": layers, **probe(pooled[:, layers].reshape(len(pooled), -1), y, folds)}
-        r = results[spec]
+        x = pooled[:, layers].reshape(len(pooled), -1)
+        rows = []
+        for draw in range(args.draws if reference.isdigit() else 1):
+            # training and test actors alike: each actor's vectors shifted by its own reference clips
+            ref = reference_mask(index, reference, seed=draw)
+            x_in = x if norm == "none" else speaker_normalise(x, actor, ref, scale=norm == "z")
+            rows += probe(x_in, y, folds, seed=draw)
+        key = spec if norm == "none" else f"{spec} {norm} {reference}"
+        results[key] = {"layers": layers, "speaker_norm": norm, "reference": reference, **summarise(rows)}
+        r = results[key]
         args.out.mkdir(parents=True, exist_ok=True)
-        save_probs(r["folds"], args.out / f"probs-{spec.replace(',', '_')}.npz")  # as the benchmark's probs.npz
+        save_probs(r["folds"], args.out / f"probs-{key.replace(',', '_').replace(' ', '-')}.npz")
         r["folds"] = [{k: v for k, v in row.items() if not k.startswith("test_")} for row in r["folds"]]
         logging.info(
             "layers %s: validation UAR %.3f, test accuracy %.3f, UAR %.3f",
-            spec,
+            key,
             r["val_uar_mean"],
             r["accuracy_mean"],
             r["uar_mean"],
@@ -162,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         "Mean and std of each state dimension over the window; logistic regression, C chosen on each fold's "
         "validation actors. Choose on the validation column.",
         "",
-        "| layers | validation UAR | test accuracy | test UAR |",
+        "| layers (speaker normalisation, reference) | validation UAR | test accuracy | test UAR |",
         "| - | - | - | - |",
     ]
     for spec, r in results.items():

@@ -116,26 +116,44 @@ def test_whisper_layer_probe_scores_layers_on_validation_actors(tiny_corpus, tmp
         "--folds",
         "2",
         "--specs",
-        "6",
         "3,4",
+        "--speaker-norm",
+        "none",
+        "mean",
+        "--reference",
+        "5",
+        "--draws",
+        "2",
         "--out",
         str(out),
     ]
     assert whisper_probe.main(argv) == 0
     res = json.loads((out / "results.json").read_text())
-    assert res["clips"] == 240 and list(res["results"]) == ["6", "3,4"]
+    assert res["clips"] == 240
+    assert list(res["results"]) == ["3,4", "3,4 mean 5"]
     assert res["results"]["3,4"]["layers"] == [3, 4] and len(res["results"]["3,4"]["folds"]) == 2
+    drawn = res["results"]["3,4 mean 5"]  # a random reference: every fold once per draw
+    assert drawn["speaker_norm"] == "mean" and sorted((r["seed"], r["fold"]) for r in drawn["folds"]) == [
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
+    ]
     assert res["C_grid"] == list(C_GRID)  # the pipeline's statistics head's grid
     for r in res["results"].values():
         assert all(row["C"] in C_GRID for row in r["folds"])
         assert 0 <= r["val_uar_mean"] <= 1 and 0 <= r["uar_mean"] <= 1
         # The tiny corpus's classes are audible tones, not noise: above chance (1/8) on held-out actors.
         assert r["uar_mean"] > 0.2
-    assert "| 3,4 |" in (out / "results.md").read_text()
+    assert "| 3,4 |" in (out / "results.md").read_text() and "| 3,4 mean 5 |" in (out / "results.md").read_text()
+    assert len(results.load_probs(out / "probs-3_4-mean-5.npz")) == 4
     runs = results.load_probs(out / "probs-3_4.npz")
     assert sorted(r["fold"] for r in runs) == [0, 1]
     assert all(r["test_probs"].shape == (len(r["test_y"]), 8) for r in runs)
     assert whisper_probe.parse_spec("0-6") == list(range(7)) and whisper_probe.parse_spec("2,5") == [2, 5]
+    with pytest.raises(SystemExit) as exit_:  # refused before the corpus is read or encoded
+        whisper_probe.main([*bench_argv(tiny_corpus, params), "--reference", "most", "--out", str(tmp_path / "x")])
+    assert exit_.value.code == 2 and "expected all, calm or a positive number" in capsys.readouterr().err
 
 
 def test_fuse_probs_averages_members_equally_and_refuses_other_clips(tmp_path, capsys):
