@@ -24,6 +24,17 @@ CALM = ("neutral", "calm")
 EPS = 1e-5  # keeps a dimension that is constant over a small reference finite
 
 
+def check_reference(reference: str) -> str:
+    """`reference` itself when it is `all`, `calm` or a positive number of clips.
+
+    Raises:
+        ValueError: any other string, saying what is expected.
+    """
+    if reference in ("all", "calm") or (reference.isdigit() and int(reference) > 0):
+        return reference
+    raise ValueError(f"--reference: expected all, calm or a positive number of clips, got {reference!r}")
+
+
 def reference_mask(index: pd.DataFrame, reference: str, seed: int = 0) -> np.ndarray:
     """Boolean mask over `index` rows (columns `actor`, `emotion`): the clips each actor's statistics use.
 
@@ -31,18 +42,16 @@ def reference_mask(index: pd.DataFrame, reference: str, seed: int = 0) -> np.nda
         ValueError: `reference` is not `all`, `calm` or a positive integer, or an actor has no reference clip.
     """
     actor = index["actor"].astype(int).to_numpy()
-    if reference == "all":
+    if check_reference(reference) == "all":
         mask = np.ones(len(index), bool)
     elif reference == "calm":
         mask = index["emotion"].isin(CALM).to_numpy()
-    elif reference.isdigit() and int(reference) > 0:
+    else:
         rng = np.random.default_rng(seed)
         mask = np.zeros(len(index), bool)
         for a in np.unique(actor):
             rows = np.flatnonzero(actor == a)
             mask[rng.choice(rows, size=min(int(reference), len(rows)), replace=False)] = True
-    else:
-        raise ValueError(f"--reference: expected all, calm or a positive number of clips, got {reference!r}")
     empty = sorted(set(actor.tolist()) - set(actor[mask].tolist()))
     if empty:
         raise ValueError(f"--reference {reference}: actors {empty} have no reference clip")

@@ -130,9 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reference", nargs="+", default=["all"], help="the clips an actor's statistics use: all|calm|N")
     ap.add_argument("--draws", type=int, default=3, help="random draws of a numeric --reference, pooled")
     args = ap.parse_args(argv)
-    for reference in args.reference:  # before the encoder's minutes, not after
-        if reference not in ("all", "calm") and not (reference.isdigit() and int(reference) > 0):
-            ap.error(f"--reference: expected all, calm or a positive number of clips, got {reference!r}")
+    from bench.speaker_norm import check_reference, reference_mask, speaker_normalise
+
+    try:  # before the encoder's minutes, not after
+        for reference in args.reference:
+            check_reference(reference)
+    except ValueError as err:
+        ap.error(str(err))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     if not args.corpus.is_dir():
         print(f"skipped: the RAVDESS corpus is not at {args.corpus} (pass --corpus DIR; see README 'Benchmark')")
@@ -140,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
     from bench.protocols import row_folds
     from bench.ravdess_bench import host
     from bench.results import save_probs
-    from bench.speaker_norm import reference_mask, speaker_normalise
     from ser.config import load_params
     from ser.io import atomic_path, write_json
     from ser.training.stats_head import C_GRID
@@ -159,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         x = pooled[:, layers].reshape(len(pooled), -1)
         rows = []
         for draw in range(args.draws if reference.isdigit() else 1):
-            # training and test actors alike: each actor's vectors shifted by its own reference clips
-            ref = reference_mask(index, reference, seed=draw)
-            x_in = x if norm == "none" else speaker_normalise(x, actor, ref, scale=norm == "z")
+            x_in = x
+            if norm != "none":  # training and test actors alike: each actor shifted by its own reference clips
+                x_in = speaker_normalise(x, actor, reference_mask(index, reference, seed=draw), scale=norm == "z")
             rows += probe(x_in, y, folds, seed=draw)
         key = spec if norm == "none" else f"{spec} {norm} {reference}"
         results[key] = {"layers": layers, "speaker_norm": norm, "reference": reference, **summarise(rows)}

@@ -116,6 +116,7 @@ def test_whisper_layer_probe_scores_layers_on_validation_actors(tiny_corpus, tmp
         "--folds",
         "2",
         "--specs",
+        "6",
         "3,4",
         "--speaker-norm",
         "none",
@@ -130,7 +131,7 @@ def test_whisper_layer_probe_scores_layers_on_validation_actors(tiny_corpus, tmp
     assert whisper_probe.main(argv) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["clips"] == 240
-    assert list(res["results"]) == ["3,4", "3,4 mean 5"]
+    assert list(res["results"]) == ["6", "6 mean 5", "3,4", "3,4 mean 5"]
     assert res["results"]["3,4"]["layers"] == [3, 4] and len(res["results"]["3,4"]["folds"]) == 2
     drawn = res["results"]["3,4 mean 5"]  # a random reference: every fold once per draw
     assert drawn["speaker_norm"] == "mean" and sorted((r["seed"], r["fold"]) for r in drawn["folds"]) == [
