@@ -22,7 +22,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from bench.serve_bench import ROOT, VARIANTS, clip_bytes, drive, served_features
+from bench.serve_bench import ROOT, VARIANTS, served_features
+from bench.serve_load import clip_bytes, drive
 from ser.io import write_json
 from tests.support import Served
 

@@ -22,22 +22,33 @@ request, the way a first service would be written).
 
     BENTOML_HOME=... python -m bench.serve_bench --duration 60 --concurrency 16 \
         --out reports/serve_bench.json
+
+`--baseline-model TAG` serves `batched` with another model first (e.g. the default before a change),
+so two models are compared in one run: `vs_baseline_model` holds each variant's throughput over it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 
+from bench.serve_load import (
+    clip_bytes,
+    cpu_s,
+    drive,
+    heavy_requests,
+    request_cost,
+    rss_mb,
+    sample_rss,
+    served_version,
+)
 from ser.io import write_json
-from tests.support import Served, wav_bytes
+from tests.support import Served
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {
@@ -69,120 +80,26 @@ def variant_list(text: str) -> list[str]:
     return names
 
 
-def clip_bytes(seconds: float = 3.5, rate: int = 16000) -> bytes:
-    """A WAV of a noisy tone, the shape of a RAVDESS clip."""
-    return wav_bytes(seconds, rate)
+def bench_variant(name: str, data: bytes, args: argparse.Namespace, model_tag: str | None = None) -> dict:
+    """Start one variant, measure single-request latency, then sustained load.
 
-
-def _tree(pid: int) -> list:
-    import psutil
-
-    proc = psutil.Process(pid)
-    return [proc, *proc.children(recursive=True)]
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children, in MiB."""
-    return sum(p.memory_info().rss for p in _tree(pid)) / 2**20
-
-
-def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) used so far by a process and its children."""
-    return sum(sum(p.cpu_times()[:2]) for p in _tree(pid))
-
-
-async def drive(url: str, data: bytes, seconds: float, concurrency: int) -> dict:
-    """`concurrency` clients posting back to back for `seconds`; latencies (ms), count and errors."""
-    import aiohttp
-
-    latencies: list[float] = []
-    errors: list[str] = []
-    stop_at = time.perf_counter() + seconds
-
-    async def client(session: aiohttp.ClientSession) -> None:
-        while time.perf_counter() < stop_at:
-            form = aiohttp.FormData()
-            form.add_field("audio", data, filename="clip.wav", content_type="audio/wav")
-            t0 = time.perf_counter()
-            try:
-                async with session.post(url, data=form) as resp:
-                    await resp.read()
-                    if resp.status != 200:
-                        errors.append(str(resp.status))
-                        continue
-            except aiohttp.ClientError as err:
-                errors.append(type(err).__name__)
-                continue
-            latencies.append((time.perf_counter() - t0) * 1000)
-
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - t0
-    lat = np.array(latencies or [np.nan])
-    p50, p99 = (round(float(np.percentile(lat, q)), 1) for q in (50, 99))
-    return {
-        "requests": len(latencies),
-        "errors": len(errors),
-        "error_kinds": sorted(set(errors)),
-        "seconds": round(elapsed, 1),
-        "rps": round(len(latencies) / elapsed, 1),
-        "p50_ms": p50,
-        "p99_ms": p99,
-    }
-
-
-def _sample_rss(pid: int, curve: list[tuple[float, float]], seconds: float, every: float = 2.0) -> None:
-    """Append (seconds, RSS MiB) of the server every `every` seconds for `seconds`."""
-    t0 = time.perf_counter()
-    while (t := time.perf_counter() - t0) <= seconds + every / 2:
-        curve.append((t, rss_mb(pid)))
-        time.sleep(every)
-
-
-def heavy_requests() -> dict[str, tuple[str, list[tuple[str, bytes]]]]:
-    """The costliest requests the default limits accept: name -> (endpoint, files)."""
-    import soundfile as sf
-
-    rng = np.random.default_rng(0)
-    long_clip = io.BytesIO()  # 60 s x 48 kHz x 2 channels = serve.max_samples_per_file, 11 MB of noise
-    sf.write(long_clip, (0.1 * rng.standard_normal((60 * 48000, 2))).astype(np.float32), 48000, format="WAV")
-    quiet = io.BytesIO()  # the same cost in a tiny FLAC: 4 of them fill serve.max_samples_per_request
-    sf.write(quiet, np.zeros((60 * 48000, 2), np.float32), 48000, format="FLAC")
-    return {
-        "60 s 48 kHz stereo clip": ("predict", [("audio", long_clip.getvalue())]),
-        "batch at the sample budget": ("predict_batch", [("audios", quiet.getvalue())] * 4),
-    }
-
-
-def request_cost(pid: int, url: str, files: list[tuple[str, bytes]], repeats: int) -> dict:
-    """Server CPU-seconds and wall seconds per request, over `repeats` sequential requests (median wall)."""
-    import requests
-
-    walls, cpu0 = [], cpu_s(pid)
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        resp = requests.post(url, files=[(f, (f"{i}.bin", d)) for i, (f, d) in enumerate(files)], timeout=120)
-        walls.append(time.perf_counter() - t0)
-        assert resp.status_code == 200, resp.text[:300]
-    return {"cpu_s": round((cpu_s(pid) - cpu0) / repeats, 3), "wall_s": round(float(np.median(walls)), 3)}
-
-
-def bench_variant(name: str, data: bytes, args: argparse.Namespace) -> dict:
-    """Start one variant, measure single-request latency, then sustained load."""
+    `model_tag` serves that model instead of $SER_MODEL_TAG (`--baseline-model`).
+    """
     target, env = VARIANTS[name]
-    served = Served(target, env={**env, **dict(kv.split("=", 1) for kv in args.server_env)}, cwd=ROOT)
+    label = f"{name}, {model_tag}" if model_tag else name
+    env = {**env, **dict(kv.split("=", 1) for kv in args.server_env)}
+    served = Served(target, env={**env, "SER_MODEL_TAG": model_tag} if model_tag else env, cwd=ROOT)
     with served as base:
         proc, url = served.proc, f"{base}/predict"
         assert proc is not None  # Served.__enter__ started the process
         rss_start = rss_mb(proc.pid)
         asyncio.run(drive(url, data, 2.0, 2))  # warm the connection pool and the allocator
+        version = served_version(url, data)
         single = asyncio.run(drive(url, data, args.single_seconds, 1))
         rss_warm = rss_mb(proc.pid)
         server0, client0 = cpu_s(proc.pid), sum(os.times()[:2])
         curve: list[tuple[float, float]] = []
-        sampler = threading.Thread(target=_sample_rss, args=(proc.pid, curve, args.duration), daemon=True)
+        sampler = threading.Thread(target=sample_rss, args=(proc.pid, curve, args.duration), daemon=True)
         sampler.start()
         load = asyncio.run(drive(url, data, args.duration, args.concurrency))
         sampler.join()
@@ -204,6 +121,7 @@ def bench_variant(name: str, data: bytes, args: argparse.Namespace) -> dict:
         times, mib = zip(*late, strict=True)
         slope_kb = float(np.polyfit(times, mib, 1)[0]) * 1024 * args.duration / n
     result = {
+        "model_version": version,
         "single": single,
         "load": load,
         "rss_start_mb": round(rss_start),
@@ -215,7 +133,7 @@ def bench_variant(name: str, data: bytes, args: argparse.Namespace) -> dict:
         "heavy": heavy,
     }
     print(
-        f"{name:8s} single p50 {single['p50_ms']:6.1f} ms p99 {single['p99_ms']:6.1f} ms | "
+        f"{label:8s} single p50 {single['p50_ms']:6.1f} ms p99 {single['p99_ms']:6.1f} ms | "
         f"load {load['rps']:6.1f} req/s, {load['errors']} errors, p50 {load['p50_ms']:.1f} ms "
         f"p99 {load['p99_ms']:.1f} ms, server CPU {load['server_cpu_ms_per_req']} ms/req | "
         f"RSS {rss_start:.0f} -> {rss_warm:.0f} -> {rss_end:.0f} MiB ({growth_kb:+.2f} KB/request, "
@@ -244,6 +162,13 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--heavy-repeats", type=int, default=3, help="sequential heaviest-accepted requests to time (0: skip)"
+    )
+    parser.add_argument(
+        "--baseline-model",
+        default=None,
+        metavar="TAG",
+        help="also serve `batched` with this model (e.g. the previous default) in the same run, first; "
+        "reports each variant's throughput relative to it",
     )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     return parser
@@ -281,15 +206,21 @@ def main(argv: list[str] | None = None) -> dict:
             f"{results['floor']['gemm']['gflops']} GFLOP/s -> {results['floor']['floor_rps']} req/s",
             flush=True,
         )
-    for name in args.variants:
-        results["variants"][name] = bench_variant(name, data, args)
+    runs = [(f"batched, {args.baseline_model}", "batched", args.baseline_model)] if args.baseline_model else []
+    for label, name, tag in [*runs, *((n, n, None) for n in args.variants)]:
+        results["variants"][label] = bench_variant(name, data, args, model_tag=tag)
         if "floor" in results:
-            load = results["variants"][name]["load"]
+            load = results["variants"][label]["load"]
             load["fraction_of_floor"] = round(load["rps"] / results["floor"]["floor_rps"], 3)
     if "naive" in results["variants"]:
         base = results["variants"]["naive"]["load"]["rps"] or float("nan")
         results["speedup_vs_naive"] = {n: round(v["load"]["rps"] / base, 2) for n, v in results["variants"].items()}
         print("throughput vs naive:", results["speedup_vs_naive"])
+    if runs:
+        base = results["variants"][runs[0][0]]["load"]["rps"] or float("nan")
+        results["baseline_model"] = args.baseline_model
+        results["vs_baseline_model"] = {n: round(v["load"]["rps"] / base, 3) for n, v in results["variants"].items()}
+        print(f"throughput vs {args.baseline_model}:", results["vs_baseline_model"])
     if args.out:
         write_json(args.out, results)
     return results

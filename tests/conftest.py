@@ -27,7 +27,7 @@ def tiny_params(**overrides: dict) -> dict:
     params["augment"]["copies"] = 1
     params["augment"]["pitch"]["rate"] = 0.1
     params["model"].update(filters=[16, 16, 16], lstm_units=[16, 16], dense_units=16)
-    params["train"].update(epochs=2, patience=2, batch_size=32)
+    params["train"].update(epochs=2, patience=2, batch_size=32, ensemble=1)  # one member: tests stay fast
     params["evaluate"]["gates"]["min_uar"] = 0.0
     for section, values in overrides.items():
         params[section].update(values)

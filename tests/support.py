@@ -128,11 +128,12 @@ def make_tiny_model(model_dir: Path, seed: int = 0, members: int = 1, stats_head
     return model_dir
 
 
-def package_tiny_model(workdir: Path, gates_passed: bool = True) -> dict:
-    """Tiny model, metrics and package into the current BENTOML_HOME; returns package's summary."""
+def package_tiny_model(workdir: Path, gates_passed: bool = True, members: int = 1) -> dict:
+    """Tiny model (`members` > 1: an ensemble), metrics and package into the current BENTOML_HOME; returns
+    package's summary."""
     from ser.serving.package import package
 
-    model_dir = make_tiny_model(workdir / "models")
+    model_dir = make_tiny_model(workdir / "models", members=members)
     write_json(workdir / "metrics.json", {"accuracy": 0.5, "uar": 0.5, "macro_f1": 0.5, "gates_passed": gates_passed})
     return package(
         tiny_params(),
