@@ -180,6 +180,31 @@ def test_fuse_probs_averages_members_equally_and_refuses_other_clips(tmp_path, c
     assert "no such probabilities file" in capsys.readouterr().err
 
 
+def test_fuse_probs_pools_joined_files_and_scores_the_last_members_seeds_apart(tmp_path, capsys):
+    """`a+b` is one member (its runs pooled, as train.ensemble's members are); --apart scores each seed alone."""
+    from bench import fuse_probs
+
+    y, classes = np.array([0, 1, 2, 3]), [f"c{i}" for i in range(8)]
+    sure, wrong = np.eye(8)[[0, 1, 2, 3]], np.eye(8)[[1, 1, 1, 1]]
+    results.save_probs([{"fold": 0, "seed": 42, "test_probs": sure, "test_y": y}], tmp_path / "a.npz")
+    results.save_probs([{"fold": 0, "seed": 43, "test_probs": 0.9 * wrong, "test_y": y}], tmp_path / "b.npz")
+    joined = fuse_probs.load_member(f"{tmp_path / 'a.npz'}+{tmp_path / 'b.npz'}")
+    assert sorted(r["seed"] for r in joined) == [42, 43]
+    assert fuse_probs.fuse([joined, joined], classes)["accuracy"]["mean"] == 1.0  # (sure + 0.9 wrong) / 2
+    draws = [{"fold": 0, "seed": s, "test_probs": p, "test_y": y} for s, p in ((0, sure), (1, wrong))]
+    results.save_probs(draws, tmp_path / "d.npz")
+    members = [results.load_probs(tmp_path / n) for n in ("a.npz", "d.npz")]
+    # whole, draw 0 outweighs draw 1; apart, draw 1 ties sure on clips 0, 2, 3 and argmax takes the lower class
+    assert fuse_probs.fuse(members, classes)["accuracy"]["mean"] == 1.0
+    assert [r["accuracy"]["mean"] for r in fuse_probs.fuse_apart(members, classes)] == [1.0, 0.5]
+    assert fuse_probs.main([str(tmp_path / "a.npz"), str(tmp_path / "d.npz"), "--apart"]) == 0
+    out = capsys.readouterr().out
+    assert "the last member's 2 seeds apart" in out and "accuracy: 75.0 % (seeds: 100.0, 50.0)" in out
+    with pytest.raises(SystemExit):
+        fuse_probs.main([f"{tmp_path / 'a.npz'}+{tmp_path / 'absent.npz'}"])
+    assert "no such probabilities file: " + str(tmp_path / "absent.npz") in capsys.readouterr().err
+
+
 def test_serve_bench_default_variants_exist_and_unknown_ones_are_refused(capsys):
     from bench import serve_bench
 
