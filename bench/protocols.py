@@ -24,13 +24,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ser.config import Params, override
+from ser.config import Params
 from ser.data.featurize import feature_batches, window_clips
 from ser.data.ingest import build_manifest
 from ser.data.splits import actor_folds, gender_balanced_order, random_split
 from ser.features import norm_stats
 from ser.io import atomic_path
 from ser.labels import EMOTIONS
+from ser.overrides import override
 from ser.training.evaluate import calibration, score
 
 log = logging.getLogger(__name__)

@@ -157,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from bench.protocols import article_split, prepare, speaker_folds
-    from ser.config import load_params, override
+    from ser.config import load_params
     from ser.io import read_json
+    from ser.overrides import override
     from ser.training.train import save_model
 
     params = override(load_params(args.params), args.sets)

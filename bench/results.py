@@ -140,3 +140,15 @@ def load_probs(path: Path) -> list[dict]:
             run = runs.setdefault((int(fold[1:]), int(seed[1:])), {"fold": int(fold[1:]), "seed": int(seed[1:])})
             run[key] = data[name]
     return list(runs.values())
+
+
+def write_reports(out: Path, res: dict, lines: list[str]) -> None:
+    """A benchmark's `results.json` (`res`) and `results.md` (`lines`) under `out`, each replaced atomically;
+    the markdown is printed too."""
+    from ser.io import atomic_path, write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", res)
+    with atomic_path(out / "results.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))

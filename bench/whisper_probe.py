@@ -125,12 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         default=["none"],
         choices=["none", "mean", "z"],
-        help="also fit on clip vectors shifted (mean) or standardised (z) per actor (bench/speaker_norm.py)",
+        help="also fit on clip vectors shifted (mean) or standardised (z) per actor (ser/training/enrolment.py)",
     )
     ap.add_argument("--reference", nargs="+", default=["all"], help="the clips an actor's statistics use: all|calm|N")
     ap.add_argument("--draws", type=int, default=3, help="random draws of a numeric --reference, pooled")
     args = ap.parse_args(argv)
-    from bench.speaker_norm import check_reference, reference_mask, speaker_normalise
+    from ser.training.enrolment import check_reference, reference_mask, speaker_normalise
 
     try:  # before the encoder's minutes, not after
         for reference in args.reference:
@@ -143,9 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from bench.protocols import row_folds
     from bench.ravdess_bench import host
-    from bench.results import save_probs
+    from bench.results import save_probs, write_reports
     from ser.config import load_params
-    from ser.io import atomic_path, write_json
     from ser.training.stats_head import C_GRID
 
     params = load_params(args.params)
@@ -189,8 +188,6 @@ def main(argv: list[str] | None = None) -> int:
         "C_grid": list(C_GRID),
         "results": results,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "results.json", res)
     lines = [
         "# Whisper-base layers: linear probe on RAVDESS, protocol (a) folds",
         "",
@@ -211,9 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{100 * r['accuracy_mean']:.1f} ± {100 * r['accuracy_std']:.1f} | "
             f"{100 * r['uar_mean']:.1f} ± {100 * r['uar_std']:.1f} |"
         )
-    with atomic_path(args.out / "results.md") as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_reports(args.out, res, lines)
     return 0
 
 

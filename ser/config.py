@@ -190,6 +190,15 @@ class EvaluateParams(_Strict):
     champion_tolerance: float = Field(0.02, ge=0, le=1)  # candidate may trail the champion by this much UAR
 
 
+class EnrolmentParams(_Strict):
+    """Speaker enrolment (ser.training.enrolment): several clips of one speaker, normalised by their own mean."""
+
+    head: bool = False  # the train stage also fits the enrolment head (saved as enrolment.npz)
+    clips: int = Field(4, ge=2)  # reference clips: of each validation speaker in training and test speaker in
+    # evaluate; the fewest /predict_speaker accepts
+    draws: int = Field(5, ge=1)  # evaluate: random reference draws per test speaker, scores averaged
+
+
 class ValidateParams(_Strict):
     """The data contract's bounds (see ser.data.contract)."""
 
@@ -241,6 +250,7 @@ class Params(_Strict):
     model: ModelParams = Field(default_factory=ModelParams)
     train: TrainParams = Field(default_factory=TrainParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+    enrolment: EnrolmentParams = Field(default_factory=EnrolmentParams)
     # `validate` would shadow pydantic's BaseModel.validate; read it as `params.contract`.
     contract: ValidateParams = Field(default_factory=ValidateParams, alias="validate")
     flow: FlowParams = Field(default_factory=FlowParams)
@@ -269,32 +279,3 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if raw is not None and not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     return parse_params(raw, str(path))
-
-
-def override(params: Params, sets: list[str] | dict[str, object], origin: str = "--set") -> Params:
-    """A copy of `params` with dotted keys replaced (`["train.epochs=60"]`, values as YAML, or a dict), as
-    `dvc exp run -S` does; `origin` is named in errors.
-
-    Raises:
-        ParamsError: a malformed `key=value`, or a value the schema rejects (naming the key).
-    """
-    raw = params.model_dump(by_alias=True)
-    items = sets.items() if isinstance(sets, dict) else [_split_set(s, origin) for s in sets]
-    for key, value in items:
-        *parents, leaf = key.split(".")
-        node = raw
-        for part in parents:
-            if not isinstance(node.get(part), dict):
-                raise ParamsError(f"{origin}: {key}: no such section {part!r}")
-            node = node[part]
-        if leaf not in node:
-            raise ParamsError(f"{origin}: {key}: no such key; expected one of {sorted(node)}")
-        node[leaf] = value
-    return parse_params(raw, origin)
-
-
-def _split_set(item: str, origin: str) -> tuple[str, object]:
-    key, sep, value = item.partition("=")
-    if not sep or not key:
-        raise ParamsError(f"{origin}: {item!r}: expected key=value, e.g. train.epochs=60")
-    return key.strip(), yaml.safe_load(value)

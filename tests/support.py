@@ -73,11 +73,14 @@ def tiny_params() -> Params:
     return parse_params({"features": FEATURES, "serve": SERVE})
 
 
-def make_tiny_model(model_dir: Path, seed: int = 0, members: int = 1, stats_head: bool = False) -> Path:
+def make_tiny_model(
+    model_dir: Path, seed: int = 0, members: int = 1, stats_head: bool = False, enrolment: bool = False
+) -> Path:
     """An untrained tiny model + preprocess.json in `model_dir` (the train stage's layout).
 
     `members` > 1 saves an ensemble of that many (`ser.training.model.average_models`), as `train.ensemble` does;
-    `stats_head` averages in a statistics head fitted on random windows, as `model.stats_head` does.
+    `stats_head` averages in a statistics head fitted on random windows, as `model.stats_head` does;
+    `enrolment` saves a speaker-enrolment head (4 clips minimum) fitted on random windows of 6 speakers.
     """
     import keras
 
@@ -114,6 +117,14 @@ def make_tiny_model(model_dir: Path, seed: int = 0, members: int = 1, stats_head
         model = average_models([model, fit_stats_head(x, y, x[:16], y[:16], len(CLASSES))[0]], name="cnn_lstm_stats")
     model_dir.mkdir(parents=True, exist_ok=True)
     model.save(model_dir / "model.keras")
+    if enrolment:
+        from ser.training.enrolment import FILE, Speakers, fit_enrolment_head
+
+        rng = np.random.default_rng(seed)
+        x = (mean + 10 * rng.standard_normal((96, *shape))).astype(np.float32)
+        y, actor = np.arange(96) % len(CLASSES), np.arange(96) // 16
+        train, val = Speakers.of(x[:64], y[:64], actor[:64]), Speakers.of(x[64:], y[64:], actor[64:])
+        fit_enrolment_head(train, val, len(CLASSES), clips=4)[0].save(model_dir / FILE)
     write_json(
         model_dir / "preprocess.json",
         {
@@ -128,12 +139,12 @@ def make_tiny_model(model_dir: Path, seed: int = 0, members: int = 1, stats_head
     return model_dir
 
 
-def package_tiny_model(workdir: Path, gates_passed: bool = True, members: int = 1) -> dict:
-    """Tiny model (`members` > 1: an ensemble), metrics and package into the current BENTOML_HOME; returns
-    package's summary."""
+def package_tiny_model(workdir: Path, gates_passed: bool = True, members: int = 1, enrolment: bool = False) -> dict:
+    """Tiny model (`members` > 1: an ensemble; `enrolment`: with an enrolment head), metrics and package into
+    the current BENTOML_HOME; returns package's summary."""
     from ser.serving.package import package
 
-    model_dir = make_tiny_model(workdir / "models", members=members)
+    model_dir = make_tiny_model(workdir / "models", members=members, enrolment=enrolment)
     write_json(workdir / "metrics.json", {"accuracy": 0.5, "uar": 0.5, "macro_f1": 0.5, "gates_passed": gates_passed})
     return package(
         tiny_params(),

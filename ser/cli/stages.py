@@ -109,8 +109,15 @@ def evaluate(
         return
     from ser.training.evaluate import evaluate as run
 
-    m = run(model_dir, features, metrics, predictions, confusion_png, load_params(params).evaluate.gates)
+    loaded = load_params(params)
+    m = run(model_dir, features, metrics, predictions, confusion_png, loaded.evaluate.gates, loaded.enrolment)
     print_metrics(m, "test split")
+    if "enrolment" in m:
+        e = m["enrolment"]
+        typer.echo(
+            f"enrolment mode ({e['reference_clips']} reference clips per speaker, {e['draws']} draws): "
+            f"accuracy {e['accuracy']:.3f}  UAR {e['uar']:.3f}  macro-F1 {e['macro_f1']:.3f}"
+        )
 
 
 @app.command()

@@ -33,6 +33,10 @@ def predict(
         str,
         typer.Option(help="auto: the model's saved NumPy copy (made on the first run) | numpy | tensorflow."),
     ] = "auto",
+    speaker: Annotated[
+        bool,
+        typer.Option(help="The files are one speaker's (4 or more): score them together in enrolment mode."),
+    ] = False,
 ) -> None:
     """Predict the emotion of audio files: top emotion, probabilities, per-window timeline for long files.
 
@@ -42,7 +46,10 @@ def predict(
 
     from ser.serving.predict import failed, predict_local, predict_remote, render
 
-    results = predict_remote(files, url) if url else predict_local(files, model_dir, hop, engine)
+    if url:
+        results = predict_remote(files, url, speaker=speaker)
+    else:
+        results = predict_local(files, model_dir, hop, engine, speaker=speaker)
     if as_json:
         typer.echo(json.dumps(results, indent=2))
     else:

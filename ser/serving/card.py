@@ -172,7 +172,19 @@ def evaluation_section(metrics: dict, params: dict) -> str:
         for c, v in per_class.items()
     )
     table = f"\n\n| class | precision | recall | F1 | support |\n|---|---|---|---|---|\n{rows}" if rows else ""
-    return head + table
+    return head + enrolment_note(metrics.get("enrolment")) + table
+
+
+def enrolment_note(enrolment: dict | None) -> str:
+    """The card's words for the enrolment-mode scores (nothing without an enrolment head)."""
+    if not enrolment:
+        return ""
+    return (
+        f"\n\nEnrolment mode (`/predict_speaker`, several clips of one speaker scored together; "
+        f"{enrolment['reference_clips']} random reference clips per test speaker, mean of {enrolment['draws']} draws): "
+        f"accuracy {pct(enrolment['accuracy'])}, UAR {pct(enrolment['uar'])}, macro-F1 {pct(enrolment['macro_f1'])}. "
+        "The single-clip scores above are what `/predict` gives."
+    )
 
 
 def model_card(

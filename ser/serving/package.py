@@ -2,12 +2,12 @@
 
 Only a model that passed the quality gates (`reports/metrics.json`, and the
 Prefect champion/challenger verdict `reports/gate.json` when that file exists)
-is saved, as `ser_emotion:<version>`, holding `model.keras` and
-`preprocess.json`. Its metadata carries everything the service needs without
-the repository (classes, feature parameters, normalisation statistics, the
-`serve` limits) plus the provenance: metrics, the whole params.yaml, the DVC
-hashes of the data and the model, and the git commit. `out_path` (the DVC
-output) records the tag.
+is saved, as `ser_emotion:<version>`, holding `model.keras`, `preprocess.json`
+and, when the train stage fitted one, the speaker-enrolment head `enrolment.npz`.
+Its metadata carries everything the service needs without the repository
+(classes, feature parameters, normalisation statistics, the `serve` limits) plus
+the provenance: metrics, the whole params.yaml, the DVC hashes of the data and
+the model, and the git commit. `out_path` (the DVC output) records the tag.
 
     ser package --params params.yaml --model-dir models --metrics reports/metrics.json \
         --out reports/package.json
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MODEL_NAME = "ser_emotion"
 MODEL_FILES = ("model.keras", "preprocess.json")
+OPTIONAL_FILES = ("enrolment.npz",)  # the speaker-enrolment head (/predict_speaker), when the train stage fitted one
 
 
 class PackageError(RuntimeError):
@@ -159,7 +160,7 @@ def package(
     }
     card = (metrics, params.model_dump(mode="json", by_alias=True), preprocess, hashes.get(data_path))
     with bentoml.models.create(name=name, metadata=metadata, labels=labels) as model:
-        for file in MODEL_FILES:
+        for file in (*MODEL_FILES, *(f for f in OPTIONAL_FILES if (model_dir / f).is_file())):
             shutil.copy2(model_dir / file, model.path_of(file))
         features = FeatureParams(**preprocess["features"])
         feature_kind(features.kind).package_files(Path(model.path), features)  # e.g. a frozen encoder

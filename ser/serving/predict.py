@@ -11,6 +11,7 @@ prediction per window (a timeline) plus their mean.
 
     ser predict clip.wav long.flac                      # models/ (the train stage output)
     ser predict clip.wav --url http://127.0.0.1:3000    # a running `ser serve`
+    ser predict --speaker a.wav b.wav c.wav d.wav      # one speaker's clips, in enrolment mode
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from ser.audio import AudioError
 
@@ -46,10 +49,16 @@ def failed(results: list[dict]) -> list[dict]:
     return [r for r in results if "error" in r]
 
 
-def predict_local(paths: list[Path], model_dir: Path, hop_s: float = 1.75, engine: str = "auto") -> list[dict]:
+def predict_local(
+    paths: list[Path], model_dir: Path, hop_s: float = 1.75, engine: str = "auto", speaker: bool = False
+) -> list[dict]:
     """Score files with the model in `model_dir` (model.keras + preprocess.json); bad files get `error`.
 
-    `engine`: see `load_predictor`.
+    `engine`: see `load_predictor`. `speaker`: the files are one speaker's, scored in enrolment mode as the
+    service's `/predict_speaker` scores them (the readable files are the reference).
+
+    Raises:
+        PredictError: no model in `model_dir`; with `speaker`, no enrolment head or too few readable files.
     """
     from ser.io import read_json
     from ser.serving.uploads import Limits, UploadError, decode_upload
@@ -65,17 +74,47 @@ def predict_local(paths: list[Path], model_dir: Path, hop_s: float = 1.75, engin
             clips[i] = decode_upload(path, rate, limits)
         except (UploadError, AudioError, OSError) as err:
             results[i].update(error=str(err), code=getattr(err, "code", "unreadable"))
+    head = enrolment_head(model_dir, len(clips)) if speaker else None
     if not clips:
         return results
     predictor = load_predictor(model_dir, hop_s, engine)
+    featurized = {i: predictor.featurize(clip.wave) for i, clip in clips.items()}
+    if head is None:
+        probs = {i: predictor.infer(feats) for i, (feats, _) in featurized.items()}
+    else:
+        from ser.training.enrolment import speaker_probs
+        from ser.training.stats_head import clip_stats
+
+        joined = np.concatenate([feats for feats, _ in featurized.values()])
+        fused = speaker_probs(
+            head, predictor.infer(joined), clip_stats(joined), [len(f) for f, _ in featurized.values()]
+        )
+        probs = dict(zip(featurized, fused, strict=True))
     for i, clip in clips.items():
         wave = clip.wave
-        feats, starts = predictor.featurize(wave)
         duration = wave.shape[0] / predictor.params.sample_rate
         notes = [*clip.notes, *predictor.window_notes(len(wave))]
-        summary = predictor.summarise(predictor.infer(feats), starts, duration)
+        summary = predictor.summarise(probs[i], featurized[i][1], duration)
         results[i].update(duration_s=round(duration, 3), **summary, notes=notes)
     return results
+
+
+def enrolment_head(model_dir: Path, clips: int):
+    """The model's enrolment head, checked against the number of readable clips.
+
+    Raises:
+        PredictError: the model has none, or `clips` is below its minimum.
+    """
+    from ser.training.enrolment import FILE, EnrolmentHead
+
+    if not (model_dir / FILE).is_file():
+        raise PredictError(f"{model_dir}: no {FILE}; --speaker needs a model trained with enrolment.head true")
+    head = EnrolmentHead.load(model_dir / FILE)
+    if clips < head.min_clips:
+        raise PredictError(
+            f"--speaker: {clips} readable file(s); enrolment needs at least {head.min_clips} clips of one speaker"
+        )
+    return head
 
 
 def load_predictor(model_dir: Path, hop_s: float, engine: str = "auto"):
@@ -110,10 +149,15 @@ def load_predictor(model_dir: Path, hop_s: float, engine: str = "auto"):
     return quick
 
 
-def predict_remote(paths: list[Path], url: str, timeout: float = 60.0) -> list[dict]:
-    """Score files by uploading each to `<url>/predict` of a running EmotionService; bad files get `error`."""
+def predict_remote(paths: list[Path], url: str, timeout: float = 60.0, speaker: bool = False) -> list[dict]:
+    """Score files by uploading each to `<url>/predict` of a running EmotionService; bad files get `error`.
+
+    `speaker`: all files in one request to `/predict_speaker` (enrolment mode); a refusal is every file's error.
+    """
     import requests
 
+    if speaker:
+        return predict_speaker_remote(paths, url, timeout)
     results = []
     for path in paths:
         try:
@@ -137,6 +181,29 @@ def predict_remote(paths: list[Path], url: str, timeout: float = 60.0) -> list[d
             continue
         results.append({"file": str(path), **body})
     return results
+
+
+def predict_speaker_remote(paths: list[Path], url: str, timeout: float = 60.0) -> list[dict]:
+    """`predict_remote` in enrolment mode: one `/predict_speaker` request holding every file."""
+    import requests
+
+    try:
+        files = [("audios", (p.name, p.read_bytes())) for p in paths]
+        reply = requests.post(f"{url.rstrip('/')}/predict_speaker", files=files, timeout=timeout)
+    except requests.ConnectionError as err:
+        raise PredictError(f"cannot reach the service at {url}: {err.__class__.__name__}") from None
+    except (OSError, requests.RequestException) as err:
+        return [{"file": str(p), "error": str(err), "code": "unreadable"} for p in paths]
+    try:
+        body = reply.json()
+    except ValueError:
+        body = {"error": reply.text.strip()[:300], "code": f"http_{reply.status_code}"}
+    if reply.status_code != 200 or not isinstance(body, dict) or "clips" not in body:
+        message = body.get("error", str(body)[:300]) if isinstance(body, dict) else str(body)[:300]
+        code = body.get("code", f"http_{reply.status_code}") if isinstance(body, dict) else "bad_reply"
+        error = f"the service answered {reply.status_code}: {message}"
+        return [{"file": str(p), "error": error, "code": code} for p in paths]
+    return [{"file": str(p), **clip} for p, clip in zip(paths, body["clips"], strict=True)]
 
 
 def render(results: list[dict]) -> None:

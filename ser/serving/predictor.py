@@ -13,7 +13,9 @@ window every `window_hop_s` and an aggregate (mean of the window probabilities).
 longer than the window is scored whole (offset 0); one a little longer gets the training
 window, and `window_notes` says which lead-in was left out. A feature kind that is heavy and cheaper in
 batches (`batch_across_requests`: the Whisper encoder) is extracted in `run_many`, over every queued
-request's windows at once; a light one (log-mel) in `prepare`, in each request's own thread.
+request's windows at once; a light one (log-mel) in `prepare`, in each request's own thread. A model
+packaged with a speaker-enrolment head (`enrolment.npz`) also scores one speaker's clips together
+(`run_speaker`, the service's `/predict_speaker`).
 
     predictor = Predictor(Path(model.path), hop_s=1.75)
     feats, starts = predictor.featurize(wave)
@@ -31,6 +33,9 @@ from ser.audio import fixed_window, sliding_windows
 from ser.config import FeatureParams
 from ser.features import extract, feature_kind
 from ser.io import read_json
+from ser.training.enrolment import FILE as ENROLMENT_FILE
+from ser.training.enrolment import EnrolmentHead, speaker_probs
+from ser.training.stats_head import clip_stats
 
 
 def limit_threads(threads: int) -> None:
@@ -154,6 +159,8 @@ class Predictor(ClipWindows):
         self.buckets = [1 << i for i in range(max(1, max_batch).bit_length())]
         if self.buckets[-1] < max_batch:
             self.buckets.append(max_batch)
+        enrolment = Path(model_dir) / ENROLMENT_FILE
+        self.enrolment = EnrolmentHead.load(enrolment) if enrolment.is_file() else None  # /predict_speaker's head
         self.kind = kind = feature_kind(self.params.kind)
         kind.use_packaged(Path(model_dir))  # e.g. the frozen encoder's weights: the packaged model's own copy
         if not warm:
@@ -183,6 +190,21 @@ class Predictor(ClipWindows):
         if self.kind.batch_across_requests:
             joined = extract(joined, self.params)
         return split_rows(self.infer(joined), prepared)
+
+    def run_speaker(self, prepared: list[np.ndarray]) -> list[np.ndarray]:
+        """Enrolment mode: one speaker's clips (`prepare` outputs) in one pass, each window's model probabilities
+        averaged with the enrolment head's on its statistics minus the speaker's mean (`speaker_probs`).
+
+        Raises:
+            ValueError: the model has no enrolment head.
+        """
+        if self.enrolment is None:
+            raise ValueError("this model has no enrolment head (enrolment.npz)")
+        joined = np.concatenate(prepared) if len(prepared) > 1 else prepared[0]
+        if self.kind.batch_across_requests:
+            joined = extract(joined, self.params)
+        parts = [len(p) for p in prepared]
+        return speaker_probs(self.enrolment, self.infer(joined), clip_stats(joined), parts)
 
     def infer_many(self, batches: list[np.ndarray]) -> list[np.ndarray]:
         """`infer` over several clips' features at once (one graph call); one probability array per clip."""

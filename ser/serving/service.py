@@ -5,6 +5,9 @@ Endpoints (HTTP POST, multipart upload of field `audio` / `audios`):
 * `/predict` — one clip (wav, flac, ogg, mp3): label, per-class probabilities,
   model version; per-window predictions for clips longer than the model window.
 * `/predict_batch` — many clips in one request, one model call.
+* `/predict_speaker` — several clips (at least the model's `enrolment.clips`) of one speaker, scored in
+  enrolment mode: each clip measured against the speaker's mean (`ser.training.enrolment`); per-clip answers
+  and their mean. Needs a model trained with `enrolment.head`.
 * `/infer` — log-mel features in, probabilities out, with BentoML adaptive
   batching (`batchable=True`).
 * `/livez`, `/readyz`, `/metrics` — BentoML's own.
@@ -75,6 +78,16 @@ class Prediction(BaseModel):
     source_sample_rate: int
     windows: list[Window]
     notes: list[str] = []
+
+
+class SpeakerPrediction(BaseModel):
+    """What `/predict_speaker` answers: every clip in enrolment mode, and their mean (the speaker's overall)."""
+
+    label: str
+    probabilities: dict[str, float]
+    model_version: str
+    reference_clips: int
+    clips: list[Prediction]
 
 
 def _refuse(err: UploadError, what: str = "") -> ClientError:
@@ -153,14 +166,11 @@ class EmotionService:
             probs = await self.batcher.submit(features, size=len(features))
         return self._answer(probs, starts, clip)
 
-    @bentoml.api
-    async def predict_batch(self, audios: list[Path], ctx: bentoml.Context = None) -> list[Prediction]:  # type: ignore[assignment]
-        """Predict many clips in one request; any bad file refuses the request, naming it.
+    async def _prepare_all(self, audios: list[Path], ctx: bentoml.Context | None) -> list[tuple]:
+        """`_prepare` of every file of a many-file request; any bad file refuses the request, naming it.
 
         Every header is checked, and the request's decoding cost summed, before any file is decoded.
         """
-        if not audios:
-            raise ClientError("empty_upload", "no files in `audios`: expected one or more audio files")
         files = _file_labels(ctx, len(audios))
         infos = []
         for i, audio in enumerate(audios):
@@ -177,8 +187,45 @@ class EmotionService:
                 prepared.append(await anyio.to_thread.run_sync(self._prepare, audio, budget, info))
         except UploadError as err:
             raise _refuse(err, f"{files[len(prepared)]}: ") from None
+        return prepared
+
+    @bentoml.api
+    async def predict_batch(self, audios: list[Path], ctx: bentoml.Context = None) -> list[Prediction]:  # type: ignore[assignment]
+        """Predict many clips in one request; any bad file refuses the request, naming it."""
+        if not audios:
+            raise ClientError("empty_upload", "no files in `audios`: expected one or more audio files")
+        prepared = await self._prepare_all(audios, ctx)
         probs = await anyio.to_thread.run_sync(self.predictor.run_many, [p[0] for p in prepared])
         return [self._answer(pr, p[1], p[2]) for pr, p in zip(probs, prepared, strict=True)]
+
+    @bentoml.api
+    async def predict_speaker(self, audios: list[Path], ctx: bentoml.Context = None) -> SpeakerPrediction:  # type: ignore[assignment]
+        """Enrolment mode: several clips of one speaker scored together, each clip's statistics shifted by
+        the speaker's mean over these clips (`ser.training.enrolment`); at least the model's minimum of clips."""
+        head = self.predictor.enrolment
+        if head is None:
+            raise ClientError(
+                "no_enrolment",
+                f"model {self.version} has no enrolment head: /predict_speaker needs a model trained with "
+                "enrolment.head true; use /predict or /predict_batch",
+            )
+        if len(audios) < head.min_clips:
+            raise ClientError(
+                "too_few_clips",
+                f"{len(audios)} file(s) in `audios`: /predict_speaker needs at least {head.min_clips} clips of "
+                "one speaker (its mean is the reference each clip is measured against)",
+            )
+        prepared = await self._prepare_all(audios, ctx)
+        probs = await anyio.to_thread.run_sync(self.predictor.run_speaker, [p[0] for p in prepared])
+        clips = [self._answer(pr, p[1], p[2]) for pr, p in zip(probs, prepared, strict=True)]
+        mean = np.mean([[c.probabilities[k] for k in self.predictor.classes] for c in clips], axis=0)
+        return SpeakerPrediction(
+            label=self.predictor.classes[int(mean.argmax())],
+            probabilities={k: round(float(v), 6) for k, v in zip(self.predictor.classes, mean, strict=True)},
+            model_version=self.version,
+            reference_clips=len(clips),
+            clips=clips,
+        )
 
     @bentoml.api(
         batchable=True, max_batch_size=int(SERVE["max_batch_size"]), max_latency_ms=int(SERVE["max_latency_ms"])
@@ -204,7 +251,11 @@ _SERVICE.add_asgi_middleware(ErrorShape)  # outermost: every non-2xx leaves in t
 _SERVICE.add_asgi_middleware(
     UploadGate,
     max_bytes=int(float(SERVE["max_upload_mb"]) * 2**20),
-    forms={"/predict": ("audio", 1), "/predict_batch": ("audios", int(SERVE["max_batch_files"]))},
+    forms={
+        "/predict": ("audio", 1),
+        "/predict_batch": ("audios", int(SERVE["max_batch_files"])),
+        "/predict_speaker": ("audios", int(SERVE["max_batch_files"])),
+    },
 )
 _SERVICE.mount_asgi_app(demo_app(), path="/demo", name="demo")
 install_log_filter()

@@ -4,7 +4,8 @@ Metrics: accuracy, unweighted average recall (UAR = macro recall), macro-F1,
 per-class precision/recall/F1, the confusion matrix, the expected calibration error
 and the share of clips predicted as each class — as JSON for
 `dvc metrics show`, a predictions CSV for `dvc plots show` (confusion template)
-and a PNG. Gates from `evaluate.gates` fail the stage, naming gate and value.
+and a PNG. Gates from `evaluate.gates` fail the stage, naming gate and value. A model with an enrolment head
+also gets `enrolment` metrics: the test speakers scored in enrolment mode (`ser.training.enrolment`).
 
     ser evaluate --params params.yaml --model-dir models --features data/features \
         --metrics reports/metrics.json --predictions reports/predictions.csv \
@@ -20,8 +21,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from ser.config import GateParams
+from ser.config import EnrolmentParams, GateParams
 from ser.io import atomic_path, write_json
+from ser.training.enrolment import FILE as ENROLMENT_FILE
+from ser.training.enrolment import EnrolmentHead, Speakers, enrolment_probs
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +122,26 @@ def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path, t
     plt.close(fig)
 
 
+def enrolment_metrics(
+    model_dir: Path, probs: np.ndarray, test: Speakers, classes: list[str], params: EnrolmentParams
+) -> dict:
+    """The test split in enrolment mode: `params.clips` random reference clips per test speaker, `params.draws`
+    times; mean accuracy, UAR and macro-F1 over the draws (and each draw's). Empty without `enrolment.npz`."""
+    if not (model_dir / ENROLMENT_FILE).is_file():
+        return {}
+    head = EnrolmentHead.load(model_dir / ENROLMENT_FILE)
+    draws = [
+        score(test.y, p.argmax(1), classes) for p in enrolment_probs(head, probs, test, params.clips, params.draws)
+    ]
+    keys = ("accuracy", "uar", "macro_f1")
+    return {
+        "reference_clips": params.clips,
+        "draws": params.draws,
+        **{k: float(np.mean([d[k] for d in draws])) for k in keys},
+        "per_draw": [{k: d[k] for k in keys} for d in draws],
+    }
+
+
 def evaluate(
     model_dir: Path,
     features_dir: Path,
@@ -126,8 +149,13 @@ def evaluate(
     predictions_path: Path,
     confusion_png: Path,
     gates: GateParams,
+    enrolment: EnrolmentParams | None = None,
 ) -> dict:
-    """Score the saved model on the test split; raise GateError after writing results if a gate fails."""
+    """Score the saved model on the test split; raise GateError after writing results if a gate fails.
+
+    With `enrolment.npz` in `model_dir`, the metrics also hold `enrolment`: the same clips scored in enrolment
+    mode (`enrolment_metrics`), beside the single-clip scores that the gates read.
+    """
     from ser.io import read_json
     from ser.training.model import load_model
 
@@ -135,9 +163,14 @@ def evaluate(
     model = load_model(model_dir / "model.keras")
     with np.load(features_dir / "test.npz") as data:
         x, y, clip_ids = data["x"], data["y"], data["clip_id"]
+        actor = data["actor"] if "actor" in data.files else None
     probs = model.predict(x, batch_size=64, verbose=0)
     pred = probs.argmax(axis=1)
     metrics = score(y, pred, classes) | calibration(probs, y, classes)
+    if actor is not None:
+        test = Speakers.of(x, y, actor)
+        enrolled = enrolment_metrics(model_dir, probs, test, classes, enrolment or EnrolmentParams())
+        metrics |= {"enrolment": enrolled} if enrolled else {}
     with atomic_path(predictions_path) as tmp:
         pd.DataFrame(
             {"clip_id": clip_ids, "actual": np.array(classes)[y], "predicted": np.array(classes)[pred]}
@@ -151,6 +184,14 @@ def evaluate(
     failures = check_gates(metrics, gates)
     write_json(metrics_path, {k: v for k, v in metrics.items() if k != "confusion"} | {"gates_passed": not failures})
     log.info("test accuracy %.3f, UAR %.3f, macro-F1 %.3f", metrics["accuracy"], metrics["uar"], metrics["macro_f1"])
+    if "enrolment" in metrics:
+        e = metrics["enrolment"]
+        log.info(
+            "enrolment mode (%d reference clips): accuracy %.3f, UAR %.3f",
+            e["reference_clips"],
+            e["accuracy"],
+            e["uar"],
+        )
     if failures:
         raise GateError("; ".join(failures))
     return metrics

@@ -17,12 +17,12 @@ serves and packages as before. `bench/whisper_probe.py` uses the same fit.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
-from keras import layers
 
-from ser.training.model import TimeStats
+if TYPE_CHECKING:
+    import keras
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +86,8 @@ def fit_linear(
     return scaler, classifier, {**report, "refit_rows": int(len(y_all))}
 
 
-def linear_head(
-    input_shape: tuple[int, int], scaler, classifier, n_classes: int, name: str = "stats_head"
-) -> keras.Model:
-    """A Keras model computing `classifier.predict_proba(scaler.transform(clip_stats(x)))`, classes in index order.
+def class_weights(classifier, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fitted logistic regression as a (dims, n_classes) kernel and a bias, classes in index order.
 
     Classes the classifier never saw get weight 0 and bias `ABSENT_LOGIT`.
     """
@@ -101,6 +99,19 @@ def linear_head(
     kernel = np.zeros((coef.shape[1], n_classes), np.float32)
     bias = np.full(n_classes, ABSENT_LOGIT, np.float32)
     kernel[:, seen], bias[seen] = coef.T, intercept
+    return kernel, bias
+
+
+def linear_head(
+    input_shape: tuple[int, int], scaler, classifier, n_classes: int, name: str = "stats_head"
+) -> keras.Model:
+    """A Keras model computing `classifier.predict_proba(scaler.transform(clip_stats(x)))`, classes in index order."""
+    import keras  # here, not at the top: `clip_stats` and `fit_linear` serve NumPy-only callers (enrolment)
+    from keras import layers
+
+    from ser.training.model import TimeStats
+
+    kernel, bias = class_weights(classifier, n_classes)
     inputs = keras.Input(shape=tuple(input_shape), name="logmel")
     x = TimeStats(name="time_stats")(inputs)
     x = layers.Normalization(mean=scaler.mean_, variance=np.square(scaler.scale_), dtype="float32", name="stats_norm")(

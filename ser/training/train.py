@@ -8,7 +8,9 @@ weight decay and mixup (all in `train.*` params), a progress bar on a terminal a
 line per epoch, history written as CSV for `dvc plots`. With `train.ensemble`
 = n, n models are fitted with consecutive seeds and saved as one model that
 averages their probabilities; with `model.stats_head`, a linear head on each clip's per-channel mean and
-std (`ser.training.stats_head`) is fitted after them and averaged in; `train.refit` trains the final model on the
+std (`ser.training.stats_head`) is fitted after them and averaged in; with `enrolment.head`, the
+speaker-enrolment head (`ser.training.enrolment`) is fitted beside the model and saved as `enrolment.npz`;
+`train.refit` trains the final model on the
 training and validation splits together once validation has chosen the head's C. Runs on any Keras 3
 backend (`KERAS_BACKEND`: tensorflow, the default and what serving uses, or jax or torch) and uses every
 visible GPU (MirroredStrategy and mixed float16 on TensorFlow), the CPU otherwise. Writes `model.keras`
@@ -33,6 +35,8 @@ import pandas as pd
 from ser.config import Params
 from ser.io import atomic_path, read_json, write_json
 from ser.plots import plot_history
+from ser.training.enrolment import FILE as ENROLMENT_FILE
+from ser.training.enrolment import EnrolmentHead, fit_enrolment_head, split_speakers
 from ser.training.fit_loop import EpochProgress, MixupBatches, learning_rate_schedule
 from ser.training.model import average_models, build_model
 from ser.training.placement import Placement, device_placement
@@ -179,12 +183,17 @@ def history_summary(frame: pd.DataFrame, schedule: str = "plateau") -> dict:
     return {"epochs_run": runs, "best_epoch": best}
 
 
-def save_model(model: keras.Model, stats: dict, summary: dict, model_dir: Path) -> None:
-    """Write model.keras and preprocess.json (the features' stats plus the training summary) atomically."""
+def save_model(
+    model: keras.Model, stats: dict, summary: dict, model_dir: Path, enrolment: EnrolmentHead | None = None
+) -> None:
+    """Write model.keras, preprocess.json (the features' stats plus the training summary) and the enrolment
+    head (enrolment.npz, when there is one) into `model_dir` at once: a staging folder, then a rename."""
     with atomic_path(model_dir) as staging:
         staging.mkdir(parents=True)
         model.save(staging / "model.keras")
         write_json(staging / "preprocess.json", {**stats, "training": summary})
+        if enrolment is not None:
+            enrolment.save(staging / ENROLMENT_FILE)
 
 
 def train(params: Params, features_dir: Path, model_dir: Path, history_path: Path) -> dict:
@@ -193,6 +202,17 @@ def train(params: Params, features_dir: Path, model_dir: Path, history_path: Pat
     x_train, y_train = load_split(features_dir, "train")
     x_val, y_val = load_split(features_dir, "val")
     model, frame, seconds, head, windows = fit(params, stats, x_train, y_train, x_val, y_val)
+    enrolment: EnrolmentHead | None = None
+    enrolment_report: dict = {}
+    if params.enrolment.head:  # speaker enrolment (ser.training.enrolment): a second linear head, saved beside
+        enrolment, enrolment_report = fit_enrolment_head(
+            split_speakers(features_dir, "train", x_train, y_train),
+            split_speakers(features_dir, "val", x_val, y_val),
+            len(stats["classes"]),
+            params.enrolment.clips,
+            seed=params.train.seed,
+            refit=params.train.refit,
+        )
     with atomic_path(history_path) as tmp:
         frame.drop(columns=["learning_rate"], errors="ignore").to_csv(tmp, index=False)
     plot_history(history_path, history_path.with_name("curves.png"), params.train.schedule)
@@ -204,8 +224,9 @@ def train(params: Params, features_dir: Path, model_dir: Path, history_path: Pat
         "ensemble": params.train.ensemble,
         "refit": params.train.refit,
         **({"stats_head": head} if head else {}),
+        **({"enrolment_head": enrolment_report} if enrolment_report else {}),
     }
-    save_model(model, stats, summary, model_dir)
+    save_model(model, stats, summary, model_dir, enrolment)
     log.info(
         "trained %s epochs (best %s) in %.0f s -> %s", summary["epochs_run"], summary["best_epoch"], seconds, model_dir
     )

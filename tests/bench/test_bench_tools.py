@@ -320,3 +320,42 @@ def test_length_eval_scores_a_model_on_its_test_clips_cut_short(tiny_corpus, tmp
     again = ["--model-dir", str(model), "--corpus", str(tiny_corpus), "--index", str(tmp_path / "predictions.csv")]
     assert length_eval.main([*again, "--lengths", "1", "--out", str(tmp_path / "again")]) == 0
     assert json.loads((tmp_path / "again" / "results.json").read_text())["1s"] == res["1s"]
+
+
+def test_enrolment_eval_fits_the_head_per_fold_and_fuses_it_with_saved_runs(tiny_corpus, tmp_path, capsys):
+    """A saved "model" that knows nothing (uniform probabilities): fused with it, the enrolment head decides
+    every clip alone, so the fused and head-alone rows agree; a file of other clips is refused."""
+    from bench import enrolment_eval
+    from bench.protocols import prepare
+    from bench.results import save_probs
+    from ser.config import load_params
+
+    assert enrolment_eval.main(["--corpus", str(tmp_path / "absent"), "--out", str(tmp_path / "none")]) == 0
+    assert "skipped: the RAVDESS corpus is not at" in capsys.readouterr().out
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(tiny_params(features={"kind": "logmel"}, model={"stats_head": False})))
+    params, cache = load_params(params_path), tmp_path / "cache"
+    corpus = prepare(tiny_corpus, params, cache)
+    classes = params.data.classes
+    y = corpus.index["emotion"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    runs = [
+        {"fold": r["fold"], "seed": 42, "test_probs": np.full((r["test"].sum(), 8), 1 / 8), "test_y": y[r["test"]]}
+        for r in enrolment_eval.fold_rows(corpus, params, 2)
+    ]
+    save_probs(runs, tmp_path / "probs.npz")
+    out = tmp_path / "enrol"
+    argv = [*bench_argv(tiny_corpus, params_path), "--folds", "2", "--cache", str(cache), "--out", str(out)]
+    argv += ["--models", str(tmp_path / "probs.npz"), "--reference", "4", "all", "--draws", "2"]
+    assert enrolment_eval.main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert [f["fold"] for f in res["folds"]] == [0, 1] and res["train_draws"] == 3
+    for fold in res["folds"]:
+        scores = fold["model_1"]
+        assert scores["fused_4"] == scores["head_4"] and scores["fused_all"] == scores["head_all"]
+        assert scores["single_clip"]["uar"] == pytest.approx(1 / 8)  # uniform: always the first class
+        assert fold["head"]["reference_clips"] == params.enrolment.clips
+    assert "| fused_all |" in (out / "results.md").read_text()
+    runs[0]["test_y"] = np.roll(runs[0]["test_y"], 1)
+    save_probs(runs, tmp_path / "probs.npz")
+    with pytest.raises(ValueError, match=r"model 1, fold 0: no run, or other test clips"):
+        enrolment_eval.main(argv)

@@ -86,7 +86,8 @@ def test_folds_seeds_article_and_cost(tiny_corpus, tmp_path):
 def test_speaker_folds_never_train_on_test_actors(tiny_corpus, tmp_path):
     """Every scored clip belongs to the fold's test actors; validation actors come from the rest."""
     from bench.protocols import prepare, speaker_folds
-    from ser.config import override, parse_params
+    from ser.config import parse_params
+    from ser.overrides import override
 
     params = override(parse_params(tiny_params(train={"epochs": 1})), ["augment.copies=0"])
     corpus = prepare(tiny_corpus, params)

@@ -52,6 +52,10 @@ def test_dvc_pipeline_end_to_end(project_copy):
     assert {"train", "evaluate"} <= stages_run(readme.stdout) and "ingest" not in stages_run(readme.stdout)
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert {"accuracy", "uar", "macro_f1", "per_class", "gates_passed"} <= metrics.keys()
+    # the enrolment head is trained, saved beside the model and scored beside the single-clip metrics
+    assert (repo / "models/enrolment.npz").is_file()
+    assert metrics["enrolment"]["reference_clips"] == 4 and len(metrics["enrolment"]["per_draw"]) == 5
+    assert 0 <= metrics["enrolment"]["uar"] <= 1
     assert (repo / "models/model.keras").is_file() and (repo / "reports/confusion.png").stat().st_size > 1000
     assert "epoch" in (repo / "reports/train/history.csv").read_text().splitlines()[0]
     shown = run(["dvc", "metrics", "show", "--json"], repo).stdout

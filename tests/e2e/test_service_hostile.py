@@ -43,8 +43,12 @@ def upload(data: bytes | Callable[[], bytes], name: str = "clip.wav", field: str
     )
 
 
-def batch(files: list[tuple[str, bytes]]) -> Send:
-    return lambda url: requests.post(f"{url}/predict_batch", files=[("audios", f) for f in files], timeout=60)
+def batch(files: list[tuple[str, bytes]], route: str = "/predict_batch") -> Send:
+    return lambda url: requests.post(f"{url}{route}", files=[("audios", f) for f in files], timeout=60)
+
+
+def speaker(files: list[tuple[str, bytes]]) -> Send:
+    return batch(files, "/predict_speaker")
 
 
 def raw(method: str, path: str, headers: dict, body: bytes = b"") -> Send:
@@ -189,6 +193,27 @@ CASES: dict[str, tuple[Send, tuple[int, str | None, str | None]]] = {
         batch([(f"{i}.flac", audio_bytes(np.zeros((48000 * 9, 2), np.float32), 48000, "FLAC")) for i in range(3)]),
         (413, "too_costly", "the batch"),
     ),
+    # the enrolment endpoint: the batch's gate, plus its minimum of clips
+    "/predict_speaker, 4 odd clips": (
+        speaker([("silence.wav", audio_bytes(np.zeros((16000, 1), np.float32))), ("peak.wav", float_wav(PEAK))] * 2),
+        OK,
+    ),
+    "/predict_speaker, 3 clips": (
+        speaker([(f"{i}.wav", wav_bytes(0.5)) for i in range(3)]),
+        (400, "too_few_clips", "at least 4 clips"),
+    ),
+    "/predict_speaker, 9 clips": (
+        speaker([(f"{i}.wav", wav_bytes(0.2)) for i in range(9)]),
+        (413, "too_many_files", None),
+    ),
+    "/predict_speaker, a bad file": (
+        speaker([*((f"{i}.wav", wav_bytes(0.5)) for i in range(3)), ("bad.wav", b"junk" * 40)]),
+        (400, "unsupported_format", "file 3 ('bad.wav')"),
+    ),
+    "/predict_speaker, a file field of text": (
+        lambda url: requests.post(f"{url}/predict_speaker", files={"audios": (None, "x")}, timeout=9),
+        (400, "bad_form", None),
+    ),
     # other routes and methods
     "GET /predict": (lambda url: requests.get(f"{url}/predict", timeout=9), (405, "method_not_allowed", None)),
     "unknown route": (lambda url: requests.post(f"{url}/nowhere", timeout=9), (404, "not_found", None)),
@@ -223,7 +248,8 @@ def test_hostile_input(server: str, case: str) -> None:
     body = json.loads(text)
     if status == 200:
         assert no_null(body), f"{case}: a null or NaN in {text[:400]}"
-        for answer in body if isinstance(body, list) and body and isinstance(body[0], dict) else [body]:
+        answers = body if isinstance(body, list) and body and isinstance(body[0], dict) else [body]
+        for answer in answers + (body.get("clips", []) if isinstance(body, dict) else []):
             if isinstance(answer, dict):
                 assert answer["label"] in CLASSES and abs(sum(answer["probabilities"].values()) - 1) < 1e-3
     else:

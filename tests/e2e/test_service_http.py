@@ -41,6 +41,17 @@ def test_long_clip_and_batch_endpoint(server: str) -> None:
     assert resp.status_code == 200 and len(resp.json()) == 3
 
 
+def test_predict_speaker_endpoint(server: str) -> None:
+    files = [("audios", (f"c{i}.wav", wav_bytes(1.0 + i / 2), "audio/wav")) for i in range(4)]
+    resp = requests.post(f"{server}/predict_speaker", files=files, timeout=60)
+    assert resp.status_code == 200, resp.text[:400]
+    body = resp.json()
+    assert body["reference_clips"] == 4 and len(body["clips"]) == 4 and body["label"] in CLASSES
+    assert abs(sum(body["probabilities"].values()) - 1) < 1e-3
+    few = requests.post(f"{server}/predict_speaker", files=files[:2], timeout=60)
+    assert few.status_code == 400 and few.json()["code"] == "too_few_clips", few.text[:400]
+
+
 @pytest.mark.parametrize("case", list(bad_uploads()))
 def test_bad_input_gets_4xx_and_service_keeps_serving(server: str, case: str) -> None:
     make, status, message = bad_uploads()[case]
@@ -101,3 +112,12 @@ def test_cli_predict_against_the_running_service(server: str, tmp_path: Path) ->
     assert json.loads(ok.output)[0]["file"].endswith("clip.wav")
     bad = CliRunner().invoke(app, ["predict", str(tmp_path / "junk.wav"), "--url", server])
     assert bad.exit_code == 2 and "junk.wav: the service answered 400" in bad.output
+    clips = []
+    for i in range(4):
+        (tmp_path / f"s{i}.wav").write_bytes(wav_bytes(1.0 + i / 4))
+        clips.append(str(tmp_path / f"s{i}.wav"))
+    enrolled = CliRunner().invoke(app, ["predict", "--speaker", *clips, "--url", server, "--json"])
+    assert enrolled.exit_code == 0, enrolled.output
+    assert [a["file"] for a in json.loads(enrolled.output)] == clips
+    few = CliRunner().invoke(app, ["predict", "--speaker", *clips[:2], "--url", server])
+    assert few.exit_code == 2 and "the service answered 400: 2 file(s)" in few.output

@@ -87,7 +87,8 @@ def test_missing_or_broken_params_file(tmp_path):
 
 
 def test_override_sets_dotted_keys_and_names_bad_ones():
-    from ser.config import Params, ParamsError, override
+    from ser.config import Params, ParamsError
+    from ser.overrides import override
 
     base = Params()
     changed = override(base, ["train.epochs=3", "model.pooling=attention", "model.filters=[8, 16]"])

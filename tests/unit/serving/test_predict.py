@@ -87,3 +87,47 @@ def test_a_model_with_a_statistics_head_serves_the_mean_of_both(tmp_path):
     parts = [np.asarray(predictor.model.get_layer(name)(features)) for name in ("cnn_lstm_0", "stats_head")]
     assert not np.allclose(parts[0], parts[1])
     assert np.allclose(predictor.infer(features), np.mean(parts, axis=0), atol=1e-5)
+
+
+def test_predict_speaker_scores_the_files_together_as_the_service_does(tmp_path):
+    """`--speaker`: each file's model probabilities averaged with the enrolment head's, on the clip's statistics
+    minus the mean over the files; the NumPy copy and TensorFlow agree on it."""
+    from ser.serving.predict import predict_local
+    from ser.serving.predictor import Predictor
+    from ser.training.enrolment import FILE, EnrolmentHead
+    from ser.training.stats_head import clip_stats
+
+    model_dir = make_tiny_model(tmp_path / "model", enrolment=True)
+    paths = []
+    for i, (seconds, freq) in enumerate([(0.8, 180.0), (0.9, 240.0), (1.0, 300.0), (3.0, 200.0)]):
+        sf.write(tmp_path / f"{i}.wav", tone(seconds, freq=freq), 16000)
+        paths.append(tmp_path / f"{i}.wav")
+    result = CliRunner().invoke(
+        app, ["predict", "--speaker", *map(str, paths), "--model-dir", str(model_dir), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    answers = json.loads(result.output)
+    predictor = Predictor(model_dir, max_batch=8, xla=False, warm=False)
+    feats = [predictor.featurize(sf.read(p, dtype="float32")[0])[0] for p in paths]
+    head = EnrolmentHead.load(model_dir / FILE)
+    mean = np.mean([clip_stats(f).mean(0) for f in feats], axis=0)
+    for answer, f in zip(answers, feats, strict=True):
+        expected = head.fuse(predictor.infer(f), clip_stats(f), mean)
+        got = np.array([[w["probabilities"][c] for c in CLASSES] for w in answer["windows"]])
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+    tf_answers = predict_local(paths, model_dir, engine="tensorflow", speaker=True)
+    for a, b in zip(answers, tf_answers, strict=True):
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-4)
+
+
+def test_predict_speaker_refuses_too_few_files_and_a_model_without_a_head(model_dir, tmp_path):
+    for i in range(3):
+        sf.write(tmp_path / f"{i}.wav", tone(0.8), 16000)
+    files = [str(tmp_path / f"{i}.wav") for i in range(3)]
+    enrolled = make_tiny_model(tmp_path / "enrolled", enrolment=True)
+    few = CliRunner().invoke(app, ["predict", "--speaker", *files, "--model-dir", str(enrolled)])
+    assert few.exit_code != 0 and "enrolment needs at least 4 clips of one speaker" in few.output
+    plain = CliRunner().invoke(app, ["predict", "--speaker", *files, files[0], "--model-dir", str(model_dir)])
+    assert (
+        plain.exit_code != 0 and "no enrolment.npz; --speaker needs a model trained with enrolment.head" in plain.output
+    )

@@ -2,7 +2,7 @@
 
 A tiny untrained model is packaged into a tmp BENTOML_HOME for this module;
 the service module is (re)imported after that so its class-level model
-reference and limits resolve there.
+reference and limits resolve there. The model carries an enrolment head, for `/predict_speaker`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def service(tmp_path_factory: pytest.TempPathFactory):
     os.environ["BENTOML_HOME"] = str(work / "bentoml")
     for name in STORE_PROVIDERS:
         getattr(BentoMLContainer, name).reset()
-    summary = package_tiny_model(work)
+    summary = package_tiny_model(work, enrolment=True)
     module = importlib.reload(importlib.import_module("ser.serving.service"))
     yield module.EmotionService(), summary, module
     if old is None:
@@ -155,3 +155,61 @@ def test_limits_come_from_model_metadata(service) -> None:
     assert svc.limits.max_duration_s == SERVE["max_duration_s"]
     assert svc.limits.max_upload_bytes == SERVE["max_upload_mb"] * 2**20
     assert svc.predictor.buckets[-1] == SERVE["max_batch_size"]
+
+
+def test_predict_speaker_scores_the_clips_against_their_own_mean(service, tmp_path: Path) -> None:
+    """Enrolment mode: the same clips as /predict_batch, each answer the mean of the model's probabilities and
+    the enrolment head's on the clip's statistics minus the speaker's mean over the clips sent."""
+    from ser.training.stats_head import clip_stats
+
+    svc = service[0]
+    paths = [
+        upload(tmp_path, audio_bytes(tone(s, freq=f)), f"s{i}.wav")
+        for i, (s, f) in enumerate([(1.0, 180.0), (1.5, 220.0), (2.0, 300.0), (2.5, 260.0), (6.0, 200.0)])
+    ]
+    answer = asyncio.run(svc.predict_speaker(audios=paths))
+    single = asyncio.run(svc.predict_batch(audios=paths))
+    assert answer.reference_clips == 5 and len(answer.clips) == 5 and answer.label in CLASSES
+    assert [len(c.windows) for c in answer.clips] == [len(c.windows) for c in single]  # the long clip: a timeline
+    feats = [svc.predictor.featurize(svc._prepare(p)[2].wave)[0] for p in paths]
+    stats = [clip_stats(f) for f in feats]
+    speaker_mean = np.mean([s.mean(0) for s in stats], axis=0)
+    head = svc.predictor.enrolment
+    for clip, one, f, s in zip(answer.clips, single, feats, stats, strict=True):
+        model_probs = np.array([[w.probabilities[c] for c in CLASSES] for w in one.windows])
+        expected = (model_probs + head.probs(s, speaker_mean)) / 2
+        got = np.array([[w.probabilities[c] for c in CLASSES] for w in clip.windows])
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+        assert f.shape[0] == len(clip.windows)
+    overall = np.mean([[c.probabilities[k] for k in CLASSES] for c in answer.clips], axis=0)
+    assert answer.probabilities == pytest.approx(dict(zip(CLASSES, overall, strict=True)), abs=1e-5)
+    # the enrolment answer differs from the single-clip one: the speaker's mean moved it
+    assert any(
+        max(abs(c.probabilities[k] - o.probabilities[k]) for k in CLASSES) > 1e-3
+        for c, o in zip(answer.clips, single, strict=True)
+    )
+
+
+def test_predict_speaker_refuses_fewer_clips_than_the_minimum_and_names_it(service, tmp_path: Path) -> None:
+    from ser.serving.errors import ClientError
+
+    paths = [upload(tmp_path, wav_bytes(1.0 + i / 4), f"c{i}.wav") for i in range(3)]
+    for few in (paths, []):
+        with pytest.raises(ClientError, match=r"needs at least 4 clips of one speaker") as err:
+            asyncio.run(service[0].predict_speaker(audios=few))
+        assert err.value.code == "too_few_clips" and err.value.error_code == 400
+    bad = [*paths, upload(tmp_path, b"junk" * 100, "bad.wav")]
+    with pytest.raises(ClientError, match=r"file 3: not a readable audio file"):
+        asyncio.run(service[0].predict_speaker(audios=bad))
+
+
+def test_predict_speaker_on_a_model_without_an_enrolment_head_is_a_404(
+    service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ser.serving.errors import ClientError
+
+    monkeypatch.setattr(service[0].predictor, "enrolment", None)  # as a model trained with enrolment.head false
+    paths = [upload(tmp_path, wav_bytes(1.0), f"c{i}.wav") for i in range(4)]
+    with pytest.raises(ClientError, match=r"has no enrolment head.*use /predict") as err:
+        asyncio.run(service[0].predict_speaker(audios=paths))
+    assert err.value.code == "no_enrolment" and err.value.error_code == 404

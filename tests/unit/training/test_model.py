@@ -171,8 +171,9 @@ def tiny_features(features: Path) -> tuple[Path, np.ndarray]:
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(40, 30, 8)).astype("float32"), np.arange(40) % 4
     features.mkdir(parents=True)
-    np.savez(features / "train.npz", x=x, y=y)
-    np.savez(features / "val.npz", x=x[:8], y=y[:8])
+    actor, copy = np.arange(40) // 10 + 1, np.zeros(40, np.int64)  # as featurize writes them
+    np.savez(features / "train.npz", x=x, y=y, actor=actor, copy=copy)
+    np.savez(features / "val.npz", x=x[:8], y=y[:8], actor=actor[:8] + 10, copy=copy[:8])
     write_json(
         features / "stats.json",
         {"classes": ["a", "b", "c", "d"], "shape": [30, 8], "mean": [0.0] * 8, "variance": [1.0] * 8},
