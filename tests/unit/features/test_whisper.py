@@ -127,9 +127,11 @@ def test_encoder_states_are_finite_frozen_and_independent_of_the_batch():
     states = extract(waves, p)
     assert states.shape == (3, whisper.output_frames(56000), 1024) == (3, 175, 1024)
     assert states.dtype == np.float32 and np.isfinite(states).all()
-    # A window's states do not depend on its batch or position (serving scores one window at a time).
-    np.testing.assert_array_equal(extract(waves[1:2], p)[0], states[1])
-    np.testing.assert_array_equal(extract(waves[::-1], p)[2], states[0])
+    # A window's states do not depend on its batch or position (serving scores one window at a time): bit-identical
+    # on Zen 4, within 1.4e-4 on Zen 3 (no AVX-512: XLA picks other kernels per batch size), far below the ~1e-3
+    # shift of the unfused oneDNN graph that this bound is there to catch.
+    np.testing.assert_allclose(extract(waves[1:2], p)[0], states[1], rtol=0, atol=5e-4)
+    np.testing.assert_allclose(extract(waves[::-1], p)[2], states[0], rtol=0, atol=5e-4)
     # Different speech, different states; the same speech, the same states (nothing is trained or random).
     assert np.abs(states[0] - states[1]).mean() > 0.05
 
