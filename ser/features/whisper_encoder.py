@@ -10,8 +10,8 @@ matches CTranslate2 4.8.5 to ~1e-3 (tests/unit/features/test_whisper.py holds CT
 The graph is XLA-compiled (`jit_compile`): on 2 Zen 4 cores a 3.5 s window costs 20 ms alone and 14.5 ms
 in a batch of 8 (23 and 17 ms without XLA), and XLA's results hardly depend on the batch: a window's
 states are bit-identical alone, in a batch or beside zero padding on Zen 4, and within 1.4e-4 on Zen 3,
-which lacks AVX-512 (measured; oneDNN's unfused graph shifts them by ~1e-3 with the batch size). So training and serving may batch windows freely. XLA
-compiles once per input shape, about 1 s each.
+which lacks AVX-512 (measured; oneDNN's unfused graph shifts them by ~1e-3 with the batch size). So
+training and serving may batch windows freely. XLA compiles once per input shape, about 1 s each.
 
     encode = layer_encoder(model_dir() / "model.bin", (3, 4))
     states = encode(mel)  # mel (1, frames, 80) -> (1, frames / 2, 1024): layers 3 and 4 side by side
