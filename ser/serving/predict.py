@@ -168,19 +168,22 @@ def predict_remote(paths: list[Path], url: str, timeout: float = 60.0, speaker: 
         except (OSError, requests.RequestException) as err:  # unreadable file, timeout
             results.append({"file": str(path), "error": str(err), "code": "unreadable"})
             continue
-        try:
-            body = reply.json()
-        except ValueError:
-            body = {"error": reply.text.strip()[:300], "code": f"http_{reply.status_code}"}
-        if reply.status_code != 200 or not isinstance(body, dict):
-            message = body.get("error", str(body)[:300]) if isinstance(body, dict) else str(body)[:300]
-            code = body.get("code", f"http_{reply.status_code}") if isinstance(body, dict) else "bad_reply"
-            results.append(
-                {"file": str(path), "error": f"the service answered {reply.status_code}: {message}", "code": code}
-            )
-            continue
-        results.append({"file": str(path), **body})
+        body, error = _reply(reply)
+        results.append({"file": str(path), **(error or body)})
     return results
+
+
+def _reply(reply, expect: str | None = None) -> tuple[dict, dict | None]:
+    """A service reply's JSON body, and its error (`error`, `code`) when it is not a 200 dict (holding `expect`)."""
+    try:
+        body = reply.json()
+    except ValueError:
+        body = {"error": reply.text.strip()[:300], "code": f"http_{reply.status_code}"}
+    if reply.status_code == 200 and isinstance(body, dict) and (expect is None or expect in body):
+        return body, None
+    message = body.get("error", str(body)[:300]) if isinstance(body, dict) else str(body)[:300]
+    code = body.get("code", f"http_{reply.status_code}") if isinstance(body, dict) else "bad_reply"
+    return {}, {"error": f"the service answered {reply.status_code}: {message}", "code": code}
 
 
 def predict_speaker_remote(paths: list[Path], url: str, timeout: float = 60.0) -> list[dict]:
@@ -194,15 +197,9 @@ def predict_speaker_remote(paths: list[Path], url: str, timeout: float = 60.0) -
         raise PredictError(f"cannot reach the service at {url}: {err.__class__.__name__}") from None
     except (OSError, requests.RequestException) as err:
         return [{"file": str(p), "error": str(err), "code": "unreadable"} for p in paths]
-    try:
-        body = reply.json()
-    except ValueError:
-        body = {"error": reply.text.strip()[:300], "code": f"http_{reply.status_code}"}
-    if reply.status_code != 200 or not isinstance(body, dict) or "clips" not in body:
-        message = body.get("error", str(body)[:300]) if isinstance(body, dict) else str(body)[:300]
-        code = body.get("code", f"http_{reply.status_code}") if isinstance(body, dict) else "bad_reply"
-        error = f"the service answered {reply.status_code}: {message}"
-        return [{"file": str(p), "error": error, "code": code} for p in paths]
+    body, error = _reply(reply, expect="clips")
+    if error:
+        return [{"file": str(p), **error} for p in paths]
     return [{"file": str(p), **clip} for p, clip in zip(paths, body["clips"], strict=True)]
 
 
