@@ -186,10 +186,12 @@ class Predictor(ClipWindows):
 
     def run_many(self, prepared: list[np.ndarray]) -> list[np.ndarray]:
         """Probabilities of several clips' `prepare` outputs in one pass: one extraction, one graph call."""
+        return split_rows(self.infer(self.joined_features(prepared)), prepared)
+
+    def joined_features(self, prepared: list[np.ndarray]) -> np.ndarray:
+        """Several clips' `prepare` outputs as one feature batch (extracted here when the kind batches them)."""
         joined = np.concatenate(prepared) if len(prepared) > 1 else prepared[0]
-        if self.kind.batch_across_requests:
-            joined = extract(joined, self.params)
-        return split_rows(self.infer(joined), prepared)
+        return extract(joined, self.params) if self.kind.batch_across_requests else joined
 
     def run_speaker(self, prepared: list[np.ndarray]) -> list[np.ndarray]:
         """Enrolment mode: one speaker's clips (`prepare` outputs) in one pass, each window's model probabilities
@@ -200,9 +202,7 @@ class Predictor(ClipWindows):
         """
         if self.enrolment is None:
             raise ValueError("this model has no enrolment head (enrolment.npz)")
-        joined = np.concatenate(prepared) if len(prepared) > 1 else prepared[0]
-        if self.kind.batch_across_requests:
-            joined = extract(joined, self.params)
+        joined = self.joined_features(prepared)
         parts = [len(p) for p in prepared]
         return speaker_probs(self.enrolment, self.infer(joined), clip_stats(joined), parts)
 
