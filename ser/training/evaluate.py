@@ -123,13 +123,23 @@ def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path, t
 
 
 def enrolment_metrics(
-    model_dir: Path, probs: np.ndarray, test: Speakers, classes: list[str], params: EnrolmentParams
+    model_dir: Path,
+    probs: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    actor: np.ndarray,
+    classes: list[str],
+    params: EnrolmentParams,
 ) -> dict:
-    """The test split in enrolment mode: `params.clips` random reference clips per test speaker, `params.draws`
-    times; mean accuracy, UAR and macro-F1 over the draws (and each draw's). Empty without `enrolment.npz`."""
+    """The test split (features `x`, labels, speakers) in enrolment mode: `params.clips` random reference clips per
+    test speaker, `params.draws` times; mean accuracy, UAR and macro-F1 over the draws (and each draw's).
+
+    Empty without `enrolment.npz`, before any clip statistics are computed.
+    """
     if not (model_dir / ENROLMENT_FILE).is_file():
         return {}
     head = EnrolmentHead.load(model_dir / ENROLMENT_FILE)
+    test = Speakers.of(x, y, actor)
     draws = [
         score(test.y, p.argmax(1), classes) for p in enrolment_probs(head, probs, test, params.clips, params.draws)
     ]
@@ -168,8 +178,7 @@ def evaluate(
     pred = probs.argmax(axis=1)
     metrics = score(y, pred, classes) | calibration(probs, y, classes)
     if actor is not None:
-        test = Speakers.of(x, y, actor)
-        enrolled = enrolment_metrics(model_dir, probs, test, classes, enrolment or EnrolmentParams())
+        enrolled = enrolment_metrics(model_dir, probs, x, y, actor, classes, enrolment or EnrolmentParams())
         metrics |= {"enrolment": enrolled} if enrolled else {}
     with atomic_path(predictions_path) as tmp:
         pd.DataFrame(
