@@ -144,7 +144,18 @@ def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[st
         "model": model,
         "stats": stats,
         **({"stats_head": head, "parts": parts} if head else {}),
+        **({"layer_weights": mixes} if (mixes := layer_weights(model)) else {}),
     }
+
+
+def layer_weights(model) -> list[list[float]]:
+    """`model.layer_weighting`: each CNN-LSTM's learned softmax weights over the encoder layers ([] without)."""
+    from ser.training.model import LayerMix
+
+    models = [model, *(layer for layer in model.layers if hasattr(layer, "layers"))]
+    return [
+        layer.weights_by_layer().round(4).tolist() for m in models for layer in m.layers if isinstance(layer, LayerMix)
+    ]
 
 
 def fold_actors(

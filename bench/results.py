@@ -67,6 +67,7 @@ def summarise(runs: list[dict], classes: list[str]) -> dict:
                 "best_epoch",
                 "params",
                 "train_windows",
+                "layer_weights",
             )
             if k in r
         }

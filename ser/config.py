@@ -142,6 +142,7 @@ class ModelParams(_Strict):
     utterance_norm: bool = False  # subtract each clip's own per-mel mean (in the model, so serving matches)
     frontend: Literal["conv1d", "conv2d"] = "conv1d"  # convolve over time (mels as channels) | time x mel
     stats_head: bool = False  # average in a linear head on per-channel mean and std (ser.training.stats_head)
+    layer_weighting: bool = False  # whisper_base: mix features.whisper_layers per frame by learned softmax weights
 
     @field_validator("filters", "lstm_units")
     @classmethod
@@ -255,6 +256,12 @@ class Params(_Strict):
     contract: ValidateParams = Field(default_factory=ValidateParams, alias="validate")
     flow: FlowParams = Field(default_factory=FlowParams)
     serve: ServeParams = Field(default_factory=ServeParams)
+
+    @model_validator(mode="after")
+    def _weighting_needs_layers(self) -> Params:
+        if self.model.layer_weighting and self.features.kind != "whisper_base":
+            raise ValueError("model.layer_weighting mixes encoder layers: it needs features.kind whisper_base")
+        return self
 
 
 def parse_params(raw: dict[str, Any] | None, origin: str = "params.yaml") -> Params:

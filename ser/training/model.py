@@ -123,6 +123,37 @@ class TimeStats(layers.Layer):
         return ops.concatenate([ops.mean(inputs, axis=1), ops.std(inputs, axis=1)], axis=-1)
 
 
+@keras.saving.register_keras_serializable(package="ser")
+class LayerMix(layers.Layer):
+    """(batch, frames, groups * width) -> (batch, frames, width): the groups (encoder layers side by side) mixed
+    by softmax weights learned with the model (SUPERB's weighted sum; zeros at start: the plain mean).
+
+    Args:
+        groups: how many equal parts the channels hold.
+    """
+
+    def __init__(self, groups: int, **kwargs):
+        super().__init__(**kwargs)
+        self.groups = groups
+
+    def build(self, input_shape):
+        if input_shape[-1] % self.groups:
+            raise ValueError(f"LayerMix: {input_shape[-1]} channels do not split into {self.groups} equal layers")
+        self.logits = self.add_weight(shape=(self.groups,), initializer="zeros", name="logits")
+
+    def call(self, inputs):
+        width = inputs.shape[-1] // self.groups
+        parts = ops.reshape(inputs, (-1, ops.shape(inputs)[1], self.groups, width))
+        return ops.einsum("g,bfgw->bfw", ops.softmax(ops.cast(self.logits, parts.dtype)), parts)
+
+    def weights_by_layer(self) -> np.ndarray:
+        """The softmax weights, one per group."""
+        return np.asarray(ops.convert_to_numpy(ops.softmax(self.logits)))
+
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups}
+
+
 def build_model(
     input_shape: tuple[int, int],
     num_classes: int,
@@ -140,6 +171,7 @@ def build_model(
     mean: np.ndarray | None = None,
     variance: np.ndarray | None = None,
     specaugment: dict | None = None,
+    layer_groups: int = 1,
     name: str = "cnn_lstm",
 ) -> keras.Model:
     """Build the CNN-LSTM classifier.
@@ -160,6 +192,8 @@ def build_model(
         utterance_norm: subtract each clip's own per-mel mean (after the training-split normalisation).
         mean, variance: per-mel normalisation from the training split (identity when None).
         specaugment: SpecAugment kwargs (rate, masks, widths); None disables masking.
+        layer_groups: > 1 (`model.layer_weighting`): the channels are that many encoder layers side by side,
+            mixed into one by learned softmax weights (`LayerMix`) right after the normalisation.
         name: the model's name (members of an ensemble need distinct names).
 
     Returns:
@@ -170,6 +204,8 @@ def build_model(
     variance = np.ones(n_mels, np.float32) if variance is None else np.asarray(variance, np.float32)
     inputs = keras.Input(shape=tuple(input_shape), name="logmel")
     x = layers.Normalization(axis=-1, mean=mean, variance=variance, name="train_norm")(inputs)
+    if layer_groups > 1:  # after the normalisation, so every layer enters the mix on one scale
+        x = LayerMix(layer_groups, name="layer_mix")(x)
     if utterance_norm:
         x = UtteranceNorm(name="utterance_norm")(x)
     if specaugment:
@@ -178,7 +214,7 @@ def build_model(
         raise ValueError(f"model.frontend: expected conv1d or conv2d, got {frontend!r}")
     conv, pool = (layers.Conv1D, layers.MaxPooling1D) if frontend == "conv1d" else (layers.Conv2D, layers.MaxPooling2D)
     if frontend == "conv2d":
-        x = layers.Reshape((*input_shape, 1), name="as_image")(x)
+        x = layers.Reshape((*x.shape[1:], 1), name="as_image")(x)
     for i, n in enumerate(filters):
         x = conv(n, kernel_size, padding="same", name=f"conv{i}")(x)
         x = layers.BatchNormalization(name=f"bn{i}")(x)

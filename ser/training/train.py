@@ -142,7 +142,8 @@ def fit_member(
             variance=np.array(stats["variance"]),
             specaugment={**params.augment.specaugment.model_dump(), "seed": seed},
             name=name,
-            **params.model.model_dump(exclude={"stats_head"}),
+            layer_groups=len(params.features.whisper_layers) if params.model.layer_weighting else 1,
+            **params.model.model_dump(exclude={"stats_head", "layer_weighting"}),
         )
     batch = t.batch_size * placement.replicas
     train_ds = MixupBatches(x_train, y_train, n_classes, batch, t.mixup, seed)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ser.training.model import SpecAugment, build_model, load_model
+from ser.training.model import LayerMix, SpecAugment, build_model, load_model
 
 ROOT = Path(__file__).resolve().parents[3]
 SMALL = dict(filters=[8, 8, 8], lstm_units=[8, 8], dense_units=8)
@@ -42,6 +42,39 @@ def test_conv2d_front_end_slides_over_time_and_mel_and_round_trips(tmp_path):
     x = np.random.default_rng(3).normal(size=(2, 110, 32)).astype("float32")
     model.save(tmp_path / "m.keras")
     assert np.allclose(load_model(tmp_path / "m.keras").predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_layer_mix_is_a_softmax_weighted_sum_of_the_layers_and_round_trips(tmp_path):
+    x = np.random.default_rng(4).normal(size=(2, 10, 3 * 4)).astype("float32")  # 3 layers of 4 side by side
+    mix = LayerMix(3)
+    parts = x.reshape(2, 10, 3, 4)
+    assert np.allclose(np.asarray(mix(x)), parts.mean(2), atol=1e-6)  # zeros at start: the plain mean
+    mix.logits.assign(np.array([0.0, np.log(3.0), 0.0], np.float32))
+    assert np.allclose(mix.weights_by_layer(), [0.2, 0.6, 0.2], atol=1e-6)
+    assert np.allclose(
+        np.asarray(mix(x)), 0.2 * parts[:, :, 0] + 0.6 * parts[:, :, 1] + 0.2 * parts[:, :, 2], atol=1e-5
+    )
+    model = build_model((10, 12), 4, layer_groups=3, **SMALL)
+    assert model.get_layer("conv0").kernel.shape == (5, 4, 8)  # the CNN sees one layer's width
+    model.get_layer("layer_mix").logits.assign(np.array([1.0, -1.0, 0.5], np.float32))
+    model.save(tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
+    assert np.allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    assert np.allclose(
+        loaded.get_layer("layer_mix").weights_by_layer(), model.get_layer("layer_mix").weights_by_layer()
+    )
+    with pytest.raises(ValueError, match="13 channels do not split into 3 equal layers"):
+        build_model((10, 13), 4, layer_groups=3, **SMALL)
+
+
+def test_layer_weighting_needs_whisper_features():
+    from ser.config import ParamsError, parse_params
+
+    assert parse_params(
+        {"features": {"kind": "whisper_base"}, "model": {"layer_weighting": True}}
+    ).model.layer_weighting
+    with pytest.raises(ParamsError, match="model.layer_weighting mixes encoder layers: it needs features.kind"):
+        parse_params({"features": {"kind": "logmel"}, "model": {"layer_weighting": True}})
 
 
 def test_unknown_frontend_is_refused():
