@@ -109,7 +109,8 @@ def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[st
         r: (known & (role == r).to_numpy() & ((idx["copy"] == 0).to_numpy() | (r == "train")))
         for r in ("train", "val", "select", "test")
     }
-    mean, var = norm_stats(corpus.feats[sel["train"]])
+    x = {r: corpus.feats[m] for r, m in sel.items()}
+    mean, var = norm_stats(x["train"])  # from the copy: a second one of every training window may not fit
     stats = {
         "classes": classes,
         "features": params.features.model_dump(),
@@ -117,7 +118,6 @@ def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[st
         "mean": mean.tolist(),
         "variance": var.tolist(),
     }
-    x = {r: corpus.feats[m] for r, m in sel.items()}
     y = {r: y_all[m] for r, m in sel.items()}
     refit = None
     if params.train.refit:  # the validation clips join training as training clips do: with their copies

@@ -35,7 +35,18 @@ def extract(waves: np.ndarray, params: FeatureParams) -> np.ndarray:
     return feature_kind(params.kind).extract(waves, params)
 
 
-def norm_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and variance over every clip and frame of a (clips, frames, width) array."""
-    flat = features.reshape(-1, features.shape[-1]).astype(np.float64)
-    return flat.mean(axis=0).astype(np.float32), flat.var(axis=0).astype(np.float32)
+def norm_stats(features: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and variance over every clip and frame of a (clips, frames, width) array.
+
+    Two passes in float64 over `chunk` clips at a time: a float64 copy of a multi-gigabyte array (all 7 Whisper
+    layers of a corpus) would not fit in memory.
+    """
+    width, count = features.shape[-1], features.shape[0] * int(np.prod(features.shape[1:-1]))
+    total = np.zeros(width)
+    for start in range(0, len(features), chunk):
+        total += features[start : start + chunk].reshape(-1, width).sum(axis=0, dtype=np.float64)
+    mean = total / count
+    squares = np.zeros(width)
+    for start in range(0, len(features), chunk):
+        squares += np.square(features[start : start + chunk].reshape(-1, width) - mean).sum(axis=0)
+    return mean.astype(np.float32), (squares / count).astype(np.float32)

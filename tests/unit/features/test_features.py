@@ -246,6 +246,12 @@ def test_norm_stats_per_mel_bin():
     feats = np.stack([np.full((5, 3), 1.0), np.full((5, 3), 3.0)]).astype(np.float32)
     mean, var = norm_stats(feats)
     assert mean.tolist() == [2, 2, 2] and var.tolist() == [1, 1, 1]
+    # Chunked over clips (memory), it is the whole array's float64 mean and variance.
+    feats = np.random.default_rng(5).normal(-40.0, 15.0, size=(7, 11, 4)).astype(np.float32)
+    flat = feats.reshape(-1, 4).astype(np.float64)
+    for chunk in (1, 3, 256):
+        mean, var = norm_stats(feats, chunk=chunk)
+        assert np.allclose(mean, flat.mean(0), rtol=1e-6) and np.allclose(var, flat.var(0), rtol=1e-5)
 
 
 @pytest.fixture(scope="module")
