@@ -8,6 +8,7 @@ the validation actors' UAR, is fitted on the training actors and scores the test
 validation column; the test columns are for the record.
 
     .venv/bin/python -m bench.whisper_probe --specs 6 5 4 3 2 1 0 3,4 2,3,4 --out reports/whisper-probe
+    .venv/bin/python -m bench.whisper_probe --specs 3,4 --set features.whisper_context=30 --out reports/probe-context30
 
 Writes `results.md`, `results.json` and each set's test probabilities (`probs-3_4.npz`, in the benchmark's
 `probs.npz` layout) under --out; without the corpus it prints `skipped: ...` and exits 0.
@@ -129,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--reference", nargs="+", default=["all"], help="the clips an actor's statistics use: all|calm|N")
     ap.add_argument("--draws", type=int, default=3, help="random draws of a numeric --reference, pooled")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a params key, as dvc exp run -S"
+    )
     args = ap.parse_args(argv)
     from ser.training.enrolment import check_reference, reference_mask, speaker_normalise
 
@@ -145,9 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     from bench.ravdess_bench import host
     from bench.results import save_probs, write_reports
     from ser.config import load_params
+    from ser.overrides import override
     from ser.training.stats_head import C_GRID
 
-    params = load_params(args.params)
+    params = override(load_params(args.params), args.set)
     start = time.perf_counter()
     pooled, index = pooled_layers(args.corpus, params)
     encode_s = time.perf_counter() - start

@@ -157,7 +157,13 @@ def encoder_states(waves: np.ndarray, params: FeatureParams) -> np.ndarray:
         raise ValueError(f"features.duration: whisper_base takes at most 30 s windows, got {seconds:g} s")
     layers = tuple(params.whisper_layers)
     encoder = _encoder(layers)
-    out = np.empty((len(waves), output_frames(waves.shape[1]), WIDTH * len(layers)), np.float32)
+    frames = output_frames(waves.shape[1])
+    out = np.empty((len(waves), frames, WIDTH * len(layers)), np.float32)
+    context = round(params.whisper_context * SAMPLE_RATE)
+    if (
+        context > waves.shape[1]
+    ):  # Whisper only ever saw 30 s inputs, speech then zeros; the window's own states are kept
+        waves = np.pad(waves, ((0, 0), (0, context - waves.shape[1])))
     mels = whisper_logmel(waves).transpose(0, 2, 1)
     for start in range(0, len(waves), ENCODER_BATCH):
         chunk = mels[start : start + ENCODER_BATCH]
@@ -166,7 +172,7 @@ def encoder_states(waves: np.ndarray, params: FeatureParams) -> np.ndarray:
         size = 1 << (len(chunk) - 1).bit_length()
         padded = np.concatenate([chunk, np.zeros((size - len(chunk), *chunk.shape[1:]), np.float32)])
         with _lock:
-            out[start : start + len(chunk)] = encoder(padded)[: len(chunk)]
+            out[start : start + len(chunk)] = encoder(padded)[: len(chunk), :frames]
     return out
 
 
@@ -179,6 +185,11 @@ class WhisperBase(FeatureKind):
         if params.sample_rate != SAMPLE_RATE:
             raise ValueError(
                 f"kind whisper_base needs sample_rate {SAMPLE_RATE} (Whisper's rate), got {params.sample_rate}"
+            )
+        if params.whisper_context and params.whisper_context < params.duration:
+            raise ValueError(
+                f"whisper_context: 0 (the window as is) or at least features.duration "
+                f"({params.duration:g} s), got {params.whisper_context:g}"
             )
         layers = params.whisper_layers
         if sorted(set(layers)) != layers or not 0 <= layers[0] <= layers[-1] <= 6:

@@ -113,6 +113,22 @@ def test_chosen_layers_sit_side_by_side():
     assert np.abs(layers[4] - layers[3]).mean() > 0.05 and np.abs(layers[3] - layers[0]).mean() > 0.05
 
 
+def test_a_context_encodes_the_padded_window_and_keeps_its_own_states():
+    wave = _speechlike(2.0, 4)[None]
+    p = FeatureParams(kind="whisper_base", duration=2.0, whisper_context=6.0)
+    padded = np.pad(wave, ((0, 0), (0, 4 * 16000)))
+    states = extract(wave, p)
+    assert states.shape == (1, 100, 1024)  # the window's frames only, not the padding's
+    whole = extract(padded, FeatureParams(kind="whisper_base", duration=6.0))[0]
+    np.testing.assert_allclose(states[0], whole[:100], rtol=0, atol=5e-4)
+    # attention reaches the padding, so the window's states differ from those of the window alone
+    assert np.abs(states[0] - extract(wave, FeatureParams(kind="whisper_base", duration=2.0))[0]).mean() > 0.01
+    with pytest.raises(ParamsError, match=r"whisper_context: 0 \(the window as is\) or at least features.duration"):
+        parse_params({"features": {"kind": "whisper_base", "duration": 3.5, "whisper_context": 2.0}})
+    with pytest.raises(ParamsError, match="whisper_context"):
+        parse_params({"features": {"kind": "whisper_base", "whisper_context": 31}})
+
+
 def test_a_file_that_is_not_a_ctranslate2_model_is_refused(tmp_path):
     from ser.features.whisper_encoder import read_variables
 
