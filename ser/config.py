@@ -74,9 +74,8 @@ class FeatureParams(_Strict):
     workers: int = Field(2, ge=1)
     kind: str = "logmel"  # a registered kind (ser/features/kinds.py): logmel | whisper_base (n_fft..top_db unused)
     whisper_layers: list[int] = Field(default_factory=lambda: [3, 4], min_length=1)  # whisper_base: 0-6, run R's probe
-    whisper_context: float = Field(
-        0.0, ge=0, le=30
-    )  # whisper_base: encode the window zero-padded to this many s (0: as is)
+    # whisper_base: encode the window zero-padded to this many s (0: as is)
+    whisper_context: float = Field(0.0, ge=0, le=30)
 
     @field_validator("kind")
     @classmethod

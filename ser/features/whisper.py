@@ -160,9 +160,8 @@ def encoder_states(waves: np.ndarray, params: FeatureParams) -> np.ndarray:
     frames = output_frames(waves.shape[1])
     out = np.empty((len(waves), frames, WIDTH * len(layers)), np.float32)
     context = round(params.whisper_context * SAMPLE_RATE)
-    if (
-        context > waves.shape[1]
-    ):  # Whisper only ever saw 30 s inputs, speech then zeros; the window's own states are kept
+    # Whisper only ever saw 30 s inputs, speech then zeros; the window's own states are kept
+    if context > waves.shape[1]:
         waves = np.pad(waves, ((0, 0), (0, context - waves.shape[1])))
     mels = whisper_logmel(waves).transpose(0, 2, 1)
     for start in range(0, len(waves), ENCODER_BATCH):

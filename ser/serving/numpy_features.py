@@ -41,6 +41,7 @@ def export_features(params: FeatureParams) -> tuple[dict, dict[str, np.ndarray]]
         mel = {k: whisper.MEL[k] for k in ("sample_rate", "n_fft", "n_mels", "fmin", "fmax")}
         spec = {"kind": "whisper_base", "n_fft": mel["n_fft"], "hop_length": whisper.MEL["hop_length"]}
         spec |= {"top_db": whisper.MEL["top_db"], "layers": list(params.whisper_layers), "depth": LAYERS}
+        spec["context"] = round(params.whisper_context * whisper.SAMPLE_RATE)  # samples; 0: the window as is
         deepest = max(params.whisper_layers)
         keep = ("conv", "position") + tuple(f"layer_{i}/" for i in range(deepest)) + (("layer_norm/",) * (deepest == 6))
         weights = read_variables(whisper.model_dir() / "model.bin")
@@ -111,9 +112,13 @@ def whisper_states(mel: np.ndarray, w: dict, layers: list[int], depth: int) -> n
 
 def features(spec: dict, arrays: dict[str, np.ndarray], waves: np.ndarray) -> np.ndarray:
     """The model input (clips, frames, width) of equal-length windows, as `ser.features.extract` computes it."""
-    db = logmel(waves, arrays["mel_bank"], arrays["window"], spec["hop_length"], spec["top_db"])
     if spec["kind"] == "logmel":
-        return db
+        return logmel(waves, arrays["mel_bank"], arrays["window"], spec["hop_length"], spec["top_db"])
+    frames = (waves.shape[1] // spec["hop_length"] + 1) // 2  # the window's own states (whisper.output_frames)
+    context = spec.get("context", 0)  # models exported before features.whisper_context have none
+    if context > waves.shape[1]:
+        waves = np.pad(waves, ((0, 0), (0, context - waves.shape[1])))
+    db = logmel(waves, arrays["mel_bank"], arrays["window"], spec["hop_length"], spec["top_db"])
     mel = (db[:, :-1] / 10.0 + 4.0) / 4.0  # Whisper drops the STFT's last frame, then scales as Whisper does
     weights = {k[len("encoder/") :]: v for k, v in arrays.items() if k.startswith("encoder/")}
-    return whisper_states(mel.astype(np.float32), weights, spec["layers"], spec["depth"])
+    return whisper_states(mel.astype(np.float32), weights, spec["layers"], spec["depth"])[:, :frames]

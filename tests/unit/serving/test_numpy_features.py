@@ -43,6 +43,23 @@ def test_whisper_states_match_the_tensorflow_encoder():
     assert np.abs(got - want).max() < 1e-4 * np.abs(want).max()  # float32 rounding, ~1e-5 of the scale
 
 
+def test_whisper_states_with_a_context_match_the_tensorflow_encoder():
+    from ser.features.whisper import WhisperWeightsError, model_dir
+
+    try:
+        model_dir()
+    except WhisperWeightsError as err:
+        pytest.skip(str(err))
+    params = FeatureParams(kind="whisper_base", duration=1.0, whisper_layers=[1], whisper_context=2.5)
+    spec, arrays = export_features(params)
+    waves = voice_like(1.0, 2)
+    got, want = features(spec, arrays, waves), extract(waves, params)
+    assert got.shape == want.shape == (2, 50, 512)  # the window's own frames, not the padding's
+    assert np.abs(got - want).max() < 1e-4 * np.abs(want).max()
+    without = features({**spec, "context": 0}, arrays, waves)  # attention reaches the padding: the context matters
+    assert np.abs(without - want).mean() > 10 * np.abs(got - want).mean()
+
+
 def test_a_kind_without_a_numpy_path_is_refused():
     with pytest.raises(ValueError, match="no NumPy path"):
         export_features(FeatureParams.model_construct(kind="mystery"))
