@@ -9,6 +9,7 @@ validation column; the test columns are for the record.
 
     .venv/bin/python -m bench.whisper_probe --specs 6 5 4 3 2 1 0 3,4 2,3,4 --out reports/whisper-probe
     .venv/bin/python -m bench.whisper_probe --specs 3,4 --set features.whisper_context=30 --out reports/probe-context30
+    .venv/bin/python -m bench.whisper_probe --specs 3,4 --nap 0 8 0,2,4,8,16 --out reports/probe-nap
 
 Writes `results.md`, `results.json` and each set's test probabilities (`probs-3_4.npz`, in the benchmark's
 `probs.npz` layout) under --out; without the corpus it prints `skipped: ...` and exits 0.
@@ -17,6 +18,7 @@ Writes `results.md`, `results.json` and each set's test probabilities (`probs-3_
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import sys
 import time
@@ -70,11 +72,30 @@ def parse_spec(spec: str) -> list[int]:
     return [int(x) for x in spec.split(",")]
 
 
-def probe(x: np.ndarray, y: np.ndarray, folds: list[dict], seed: int = 0) -> list[dict]:
-    """Per fold: C chosen on validation UAR, then test accuracy and UAR of the training actors' fit.
+def parse_nap(grid: str) -> tuple[int, ...]:
+    """`8` or `0,4,8` -> the numbers of speaker directions to project out (a grid: chosen on validation)."""
+    try:
+        dims = tuple(int(d) for d in grid.split(","))
+    except ValueError:
+        dims = (-1,)
+    if min(dims) < 0:
+        raise ValueError(f"--nap: expected N or N,M,... (speaker directions, N >= 0), got {grid!r}")
+    return dims
 
-    The fit is the pipeline's statistics head (`ser.training.stats_head.fit_linear`, `model.stats_head`);
-    `seed` only labels the rows (the fit is deterministic; it numbers a random reference's draws).
+
+def probe(
+    x: np.ndarray,
+    y: np.ndarray,
+    folds: list[dict],
+    seed: int = 0,
+    speakers: np.ndarray | None = None,
+    nap_grid: tuple[int, ...] = (0,),
+) -> list[dict]:
+    """Per fold: C (and the speaker directions projected out) chosen on validation UAR, then test scores.
+
+    The fit is the pipeline's statistics head (`ser.training.stats_head.fit_linear`, `model.stats_head`;
+    `nap_grid`'s speaker directions come from the fold's training actors only); `seed` only labels the rows
+    (the fit is deterministic; it numbers a random reference's draws).
     """
     from sklearn.metrics import accuracy_score, recall_score
 
@@ -83,13 +104,15 @@ def probe(x: np.ndarray, y: np.ndarray, folds: list[dict], seed: int = 0) -> lis
     rows = []
     for fold in folds:
         tr, va, te = fold["train"], fold["val"], fold["test"]
-        scaler, classifier, report = fit_linear(x[tr], y[tr], x[va], y[va])
+        spk = None if speakers is None else speakers[tr]
+        scaler, classifier, report = fit_linear(x[tr], y[tr], x[va], y[va], speakers=spk, nap_grid=nap_grid)
         probs = classifier.predict_proba(scaler.transform(x[te]))
         pred = classifier.classes_[probs.argmax(1)]
         rows.append(
             {
                 "fold": fold["fold"],
                 "C": report["C"],
+                "nap_dims": report["nap_dims"],
                 "val_uar": report["val_uar"],
                 "seed": seed,
                 "accuracy": accuracy_score(y[te], pred),
@@ -131,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reference", nargs="+", default=["all"], help="the clips an actor's statistics use: all|calm|N")
     ap.add_argument("--draws", type=int, default=3, help="random draws of a numeric --reference, pooled")
     ap.add_argument(
+        "--nap",
+        nargs="+",
+        default=["0"],
+        help="speaker directions projected out of the head's inputs: N, or a grid N,M,... chosen on validation",
+    )
+    ap.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a params key, as dvc exp run -S"
     )
     args = ap.parse_args(argv)
@@ -139,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # before the encoder's minutes, not after
         for reference in args.reference:
             check_reference(reference)
+        naps = [parse_nap(grid) for grid in args.nap]
     except ValueError as err:
         ap.error(str(err))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
@@ -161,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     actor = index["actor"].astype(int).to_numpy()
     folds = row_folds(actor, params, args.folds)
     results: dict[str, dict[str, Any]] = {}
-    for spec, norm, reference in settings(args.specs, args.speaker_norm, args.reference):
+    for (spec, norm, reference), nap in itertools.product(
+        settings(args.specs, args.speaker_norm, args.reference), naps
+    ):
         layers = parse_spec(spec)
         x = pooled[:, layers].reshape(len(pooled), -1)
         rows = []
@@ -169,9 +201,12 @@ def main(argv: list[str] | None = None) -> int:
             x_in = x
             if norm != "none":  # training and test actors alike: each actor shifted by its own reference clips
                 x_in = speaker_normalise(x, actor, reference_mask(index, reference, seed=draw), scale=norm == "z")
-            rows += probe(x_in, y, folds, seed=draw)
-        key = spec if norm == "none" else f"{spec} {norm} {reference}"
-        results[key] = {"layers": layers, "speaker_norm": norm, "reference": reference, **summarise(rows)}
+            rows += probe(x_in, y, folds, seed=draw, speakers=actor, nap_grid=nap)
+        key = (spec if norm == "none" else f"{spec} {norm} {reference}") + (
+            f" nap {','.join(map(str, nap))}" if nap != (0,) else ""
+        )
+        results[key] = {"layers": layers, "speaker_norm": norm, "reference": reference, "nap": list(nap)}
+        results[key] |= summarise(rows)
         r = results[key]
         args.out.mkdir(parents=True, exist_ok=True)
         save_probs(r["folds"], args.out / f"probs-{key.replace(',', '_').replace(' ', '-')}.npz")

@@ -8,7 +8,9 @@ on the training split, C chosen from `C_GRID` by the validation split's UAR (mac
 split (with `train.refit`, fitted again with that C on the training and validation splits together). It is
 then written into Keras layers (`TimeStats`, a fixed `Normalization`, a softmax `Dense`) and
 averaged with the CNN-LSTM, so the saved `model.keras` is still one model with one input that evaluates,
-serves and packages as before. `bench/whisper_probe.py` uses the same fit.
+serves and packages as before. `bench/whisper_probe.py` uses the same fit, and through it measures
+`fit_linear`'s `nap_grid` (speaker directions projected out, run AJ of the experiment log): validation
+declined it, so the pipeline's head does not use it.
 
     head, report = fit_stats_head(x_train, y_train, x_val, y_val, n_classes=8)
     model = average_models([cnn_lstm, head], name="cnn_lstm_stats")
@@ -42,24 +44,58 @@ def clip_stats(x: np.ndarray, chunk: int = 256) -> np.ndarray:
     return out
 
 
+def speaker_directions(z: np.ndarray, speakers: np.ndarray, dims: int) -> np.ndarray:
+    """(features, dims) orthonormal: the leading principal directions of the speakers' mean rows.
+
+    Nuisance attribute projection (NAP, from speaker verification): where the training speakers' means
+    differ most is voice, not emotion (RAVDESS gives every actor every emotion), so a head kept off those
+    directions leans less on who is speaking. At most one fewer than the number of speakers.
+    """
+    ids = np.unique(speakers)
+    if dims > len(ids) - 1:
+        raise ValueError(f"speaker directions: {dims} asked for, from {len(ids)} speakers (at most {len(ids) - 1})")
+    means = np.stack([z[speakers == s].mean(0) for s in ids])
+    _, _, vt = np.linalg.svd(means - means.mean(0), full_matrices=False)
+    return vt[:dims].T
+
+
+def _fit_projected(z: np.ndarray, y: np.ndarray, c: float, basis: np.ndarray | None):
+    """A logistic regression fitted on `z` with `basis` projected out, its weights then projected too.
+
+    w . (z - z B B') = (w - w B B') . z, so the returned classifier takes unprojected rows and serves as is.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    if basis is None or not basis.shape[1]:
+        return LogisticRegression(C=c, max_iter=3000).fit(z, y)
+    classifier = LogisticRegression(C=c, max_iter=3000).fit(z - (z @ basis) @ basis.T, y)
+    classifier.coef_ = classifier.coef_ - (classifier.coef_ @ basis) @ basis.T
+    return classifier
+
+
 def fit_linear(
     stats_train: np.ndarray,
     y_train: np.ndarray,
     stats_val: np.ndarray,
     y_val: np.ndarray,
     grid: tuple[float, ...] = C_GRID,
-    refit: tuple[np.ndarray, np.ndarray] | None = None,
+    refit: tuple[np.ndarray, ...] | None = None,
+    speakers: np.ndarray | None = None,
+    nap_grid: tuple[int, ...] = (0,),
 ):
     """Standardise on the training rows and fit a logistic regression per C; keep the best validation UAR.
 
     Args:
-        refit: (stats, labels) of more rows (`train.refit`: the validation clips): once C is chosen, the
-            scaler and the regression are fitted again with that C on the training rows plus these.
+        refit: (stats, labels[, speakers]) of more rows (`train.refit`: the validation clips): once C is
+            chosen, the scaler and the regression are fitted again with that C on the training rows plus these.
+        speakers: the training rows' speaker ids, needed when `nap_grid` holds more than 0.
+        nap_grid: numbers of speaker directions (`speaker_directions`) to project out, chosen with C on
+            validation UAR; 0 is the plain fit, and a tie goes to the fewer directions.
 
     Returns:
-        (scaler, classifier, report) where report holds the chosen `C`, its `val_uar` and every C's UAR.
+        (scaler, classifier, report) where report holds the chosen `C`, `nap_dims`, its `val_uar` and every
+        setting's UAR.
     """
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import recall_score
     from sklearn.preprocessing import StandardScaler
 
@@ -68,21 +104,37 @@ def fit_linear(
             f"model.stats_head: the training split has {len(np.unique(y_train))} class(es); "
             "a linear head needs at least 2"
         )
+    if any(nap_grid) and speakers is None:
+        raise ValueError("nap_grid: projecting speaker directions out needs the training rows' speakers")
     scaler = StandardScaler().fit(stats_train)
     train_z, val_z = scaler.transform(stats_train), scaler.transform(stats_val)
-    fits = [LogisticRegression(C=c, max_iter=3000).fit(train_z, y_train) for c in grid]
+    settings = [(dims, c) for dims in sorted(nap_grid) for c in grid]
+    bases = {d: speaker_directions(train_z, speakers, d) if d else None for d in nap_grid}  # type: ignore[arg-type]
+    fits = [_fit_projected(train_z, y_train, c, bases[dims]) for dims, c in settings]
     uars = [float(recall_score(y_val, m.predict(val_z), average="macro")) for m in fits]
     best = int(np.argmax(uars))
+    dims, c = settings[best]
     report = {
-        "C": grid[best],
+        "C": c,
+        "nap_dims": dims,
         "val_uar": uars[best],
-        "val_uar_by_C": {f"{c:g}": round(u, 4) for c, u in zip(grid, uars, strict=True)},
+        "val_uar_by_C": {f"{c:g}": round(u, 4) for (d, c), u in zip(settings, uars, strict=True) if d == dims},
     }
+    if len(nap_grid) > 1:
+        report["val_uar_by_nap"] = {
+            str(d): round(max(u for (d2, _), u in zip(settings, uars, strict=True) if d2 == d), 4)
+            for d in sorted(nap_grid)
+        }
     if refit is None:
         return scaler, fits[best], report
     stats_all, y_all = np.concatenate([stats_train, refit[0]]), np.concatenate([y_train, refit[1]])
     scaler = StandardScaler().fit(stats_all)
-    classifier = LogisticRegression(C=grid[best], max_iter=3000).fit(scaler.transform(stats_all), y_all)
+    z_all, basis = scaler.transform(stats_all), None
+    if dims:
+        if len(refit) < 3:
+            raise ValueError("nap_grid: refitting with speaker directions needs the added rows' speakers")
+        basis = speaker_directions(z_all, np.concatenate([speakers, refit[2]]), dims)
+    classifier = _fit_projected(z_all, y_all, c, basis)
     return scaler, classifier, {**report, "refit_rows": int(len(y_all))}
 
 

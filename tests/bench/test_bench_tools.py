@@ -152,9 +152,28 @@ def test_whisper_layer_probe_scores_layers_on_validation_actors(tiny_corpus, tmp
     assert sorted(r["fold"] for r in runs) == [0, 1]
     assert all(r["test_probs"].shape == (len(r["test_y"]), 8) for r in runs)
     assert whisper_probe.parse_spec("0-6") == list(range(7)) and whisper_probe.parse_spec("2,5") == [2, 5]
+    # speaker directions projected out: a fixed number, or a grid chosen per fold on validation (4 folds of the
+    # 4 actors leave 2 training actors, so 1 direction at most)
+    nap_out = tmp_path / "probe-nap"
+    argv = [*bench_argv(tiny_corpus, params), "--folds", "4", "--specs", "3,4", "--nap", "0", "1", "0,1"]
+    assert whisper_probe.main([*argv, "--out", str(nap_out)]) == 0
+    nap = json.loads((nap_out / "results.json").read_text())["results"]
+    assert list(nap) == ["3,4", "3,4 nap 1", "3,4 nap 0,1"]
+    assert [row["nap_dims"] for row in nap["3,4"]["folds"]] == [0] * 4  # nap 0 is the plain fit
+    assert [row["nap_dims"] for row in nap["3,4 nap 1"]["folds"]] == [1] * 4
+    assert {row["nap_dims"] for row in nap["3,4 nap 0,1"]["folds"]} <= {0, 1}
+    for row in nap["3,4 nap 0,1"]["folds"]:  # the grid keeps the fixed setting its validation UAR favours
+        fixed = {
+            d: next(r for r in nap[k]["folds"] if r["fold"] == row["fold"]) for d, k in ((0, "3,4"), (1, "3,4 nap 1"))
+        }
+        assert row["val_uar"] == max(f["val_uar"] for f in fixed.values())
+        assert row["uar"] == fixed[row["nap_dims"]]["uar"]
     with pytest.raises(SystemExit) as exit_:  # refused before the corpus is read or encoded
         whisper_probe.main([*bench_argv(tiny_corpus, params), "--reference", "most", "--out", str(tmp_path / "x")])
     assert exit_.value.code == 2 and "expected all, calm or a positive number" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        whisper_probe.main([*bench_argv(tiny_corpus, params), "--nap", "two", "--out", str(tmp_path / "x")])
+    assert exit_.value.code == 2 and "--nap" in capsys.readouterr().err
 
 
 def test_fuse_probs_averages_members_equally_and_refuses_other_clips(tmp_path, capsys):

@@ -111,3 +111,62 @@ def test_train_with_refit_fits_the_cnn_lstm_and_the_head_on_training_plus_valida
     assert summary["stats_head"]["refit_rows"] == 48 and summary["stats_head"]["C"] in C_GRID
     model = load_model(tmp_path / "model" / "model.keras")
     assert np.asarray(model(x[:4])).shape == (4, 4)
+
+
+def voices(speakers: int, per: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of 8 features: the class moves features 0-1, each speaker's voice moves 2-7 by a large offset."""
+    rng = np.random.default_rng(seed)
+    spk = np.repeat(np.arange(speakers), per)
+    y = np.tile(np.arange(3), speakers * per // 3 + 1)[: len(spk)]
+    x = rng.normal(size=(len(spk), 8))
+    x[:, :2] += np.eye(3)[y][:, :2] * 1.5
+    x[:, 2:] += 4 * rng.normal(size=(speakers, 6))[spk]
+    return x, y, spk + 100 * seed
+
+
+def test_speaker_directions_span_where_the_speakers_means_differ():
+    from ser.training.stats_head import speaker_directions
+
+    rng = np.random.default_rng(0)
+    spk = np.repeat(np.arange(5), 10)
+    along = np.array([0.0, 3.0, 4.0, 0.0]) / 5
+    x = rng.normal(scale=0.01, size=(50, 4)) + np.outer(rng.normal(size=5)[spk], along)
+    basis = speaker_directions(x, spk, 2)
+    assert basis.shape == (4, 2) and np.allclose(basis.T @ basis, np.eye(2), atol=1e-9)
+    assert abs(basis[:, 0] @ along) == pytest.approx(1.0, abs=1e-3)
+    with pytest.raises(ValueError, match="speaker directions: 5 asked for, from 5 speakers \\(at most 4\\)"):
+        speaker_directions(x, spk, 5)
+
+
+def test_nap_fit_ignores_the_speaker_directions_and_serves_unprojected_rows():
+    from sklearn.linear_model import LogisticRegression
+
+    from ser.training.stats_head import speaker_directions
+
+    x, y, spk = voices(8, 12, 0)
+    xv, yv, _ = voices(3, 12, 1)
+    scaler, classifier, report = fit_linear(x, y, xv, yv, speakers=spk, nap_grid=(0, 3, 5))
+    assert report["nap_dims"] in (0, 3, 5) and set(report["val_uar_by_nap"]) == {"0", "3", "5"}
+    assert report["val_uar"] == pytest.approx(max(report["val_uar_by_nap"].values()), abs=1e-4)
+    _, fixed, fixed_report = fit_linear(x, y, xv, yv, speakers=spk, nap_grid=(5,))
+    assert fixed_report["nap_dims"] == 5 and "val_uar_by_nap" not in fixed_report
+    z, zv = scaler.transform(x), scaler.transform(xv)
+    basis = speaker_directions(z, spk, 5)
+    direct = LogisticRegression(C=fixed_report["C"], max_iter=3000).fit(z - z @ basis @ basis.T, y)
+    # the projection is folded into the weights: raw rows in, the projected fit's scores out
+    assert np.allclose(fixed.decision_function(zv), direct.decision_function(zv - zv @ basis @ basis.T), atol=1e-6)
+    assert np.abs(fixed.coef_ @ basis).max() < 1e-9
+    # a new voice's offset along those directions does not move the head's probabilities
+    shifted = zv + 10 * np.random.default_rng(2).normal(size=(len(zv), 5)) @ basis.T
+    assert np.allclose(fixed.predict_proba(shifted), fixed.predict_proba(zv), atol=1e-9)
+    with pytest.raises(ValueError, match="nap_grid: projecting speaker directions out needs the training rows"):
+        fit_linear(x, y, xv, yv, nap_grid=(0, 3))
+
+
+def test_nap_refit_takes_its_directions_from_training_plus_validation_speakers():
+    x, y, spk = voices(8, 12, 0)
+    xv, yv, spkv = voices(3, 12, 1)
+    _, _, report = fit_linear(x, y, xv, yv, speakers=spk, nap_grid=(4,), refit=(xv, yv, spkv))
+    assert report["nap_dims"] == 4 and report["refit_rows"] == len(y) + len(yv)
+    with pytest.raises(ValueError, match="nap_grid: refitting with speaker directions needs the added rows' speakers"):
+        fit_linear(x, y, xv, yv, speakers=spk, nap_grid=(4,), refit=(xv, yv))
