@@ -1,17 +1,22 @@
-"""A trained model on short clips: its own test clips cut to 1, 1.5, 2 and 3.5 s, scored through serving (issue 29).
+"""A trained model on short clips and under recording conditions: its own test clips cut to 1, 1.5, 2 and 3.5 s,
+and whole under noise, a telephone line, a room or another level, scored through serving (issue 29).
 
 Each test clip of the run (`split == test` in the featurize index) is cut to the first L seconds of its
 window (from `features.offset`), written as its own short file and scored by `ser evaluate`'s cross-corpus
 path (`ser.serving.crosscorpus.evaluate_corpus`: the serving `Predictor`, which scores a clip up to the
 window's length whole, zero-padded). At 3.5 s the cut is the training window itself, so that row repeats
-the evaluate stage's test score. Each length also gets the expected calibration error and the share of
-clips predicted as each class: a model that only knows full-length clips floods a class on short ones.
+the evaluate stage's test score. `--conditions` (`bench.robustness_probe.parse_condition`: noise:SNR, telephone,
+reverb:RT60, level:DB) adds a row per condition: the whole window under it, each clip's noise and room seeded by its
+id. Each row also gets the expected calibration error and the share of clips predicted as each class: a model that
+only knows full-length studio clips floods a class on short or noisy ones.
 
     .venv/bin/python -m bench.length_eval --model-dir models --corpus ../shared/data/ravdess-speech-16k \
         --manifest data/manifest.csv --index data/features/index.csv --out reports/length-eval
     # after `make run`, whose workspace is gone: the evaluate stage's predictions name the test clips
     .venv/bin/python -m bench.length_eval --model-dir runs/latest/models --index runs/latest/reports/predictions.csv \
         --corpus ../shared/data/ravdess-speech-16k
+    .venv/bin/python -m bench.length_eval --model-dir runs/latest/models --index runs/latest/reports/predictions.csv \
+        --corpus ../shared/data/ravdess-speech-16k --lengths 3.5 --conditions noise:20 telephone level:-30
 
 Writes `results.md`, `results.json` and each length's metrics, predictions and confusion PNG under --out.
 """
@@ -29,16 +34,25 @@ import pandas as pd
 from bench.length_report import LENGTHS
 
 
-def cut_clips(clips: pd.DataFrame, corpus: Path, folder: Path, seconds: float, features) -> Path:
-    """Write each clip's window cut to `seconds` (no padding) under `folder`; return the labels TSV."""
+def cut_clips(
+    clips: pd.DataFrame, corpus: Path, folder: Path, seconds: float, features, condition: str | None = None
+) -> Path:
+    """Write each clip's window cut to `seconds` (no padding), under `condition` if given, in `folder`; return the
+    labels TSV."""
+    import zlib
+
+    import numpy as np
     import soundfile as sf
 
+    from bench.robustness_probe import degrade
     from ser.audio import load_audio
 
     sr, start = features.sample_rate, round(features.offset * features.sample_rate)
     lines = ["path\temotion"]
     for row in clips.itertuples():
         wave = load_audio(corpus / row.path, sr)[start : start + round(seconds * sr)]
+        if condition:
+            wave = degrade(wave, condition, sr, np.random.default_rng([29, zlib.crc32(row.clip_id.encode())]))
         name = f"{row.clip_id}.flac"
         sf.write(folder / name, wave, sr, subtype="PCM_24")
         lines.append(f"{name}\t{row.emotion}")
@@ -58,8 +72,16 @@ def main(argv: list[str] | None = None) -> int:
         help="featurize's index (its test split), or any CSV with a clip_id column, e.g. reports/predictions.csv",
     )
     ap.add_argument("--lengths", type=float, nargs="+", default=list(LENGTHS))
+    ap.add_argument("--conditions", nargs="*", default=[], help="noise:SNR telephone reverb:RT60 level:DB, whole clips")
     ap.add_argument("--out", type=Path, default=Path("reports/length-eval"))
     args = ap.parse_args(argv)
+    from bench.robustness_probe import parse_condition
+
+    try:  # before the model is loaded
+        for condition in args.conditions:
+            parse_condition(condition)
+    except ValueError as err:
+        ap.error(str(err))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     from bench.ravdess_bench import host
     from ser.config import FeatureParams
@@ -84,17 +106,18 @@ def main(argv: list[str] | None = None) -> int:
         )
     args.out.mkdir(parents=True, exist_ok=True)
     results = {}
-    for seconds in args.lengths:
-        name = f"{seconds:g}s"
+    rows = [(f"{s:g}s", s, None) for s in args.lengths] + [(c, features.duration, c) for c in args.conditions]
+    for name, seconds, condition in rows:
+        stem = args.out / name.replace(":", "_")  # noise:20 -> noise_20-metrics.json
         with tempfile.TemporaryDirectory() as tmp:
-            labels = cut_clips(clips, args.corpus, Path(tmp), seconds, features)
+            labels = cut_clips(clips, args.corpus, Path(tmp), seconds, features, condition)
             m = evaluate_corpus(
                 args.model_dir,
                 Path(tmp),
                 labels,
-                args.out / f"{name}-metrics.json",
-                args.out / f"{name}-predictions.csv",
-                args.out / f"{name}-confusion.png",
+                Path(f"{stem}-metrics.json"),
+                Path(f"{stem}-predictions.csv"),
+                Path(f"{stem}-confusion.png"),
             )
         results[name] = {k: m[k] for k in ("accuracy", "uar", "macro_f1", "ece", "mean_confidence", "predicted_share")}
     command = " ".join(["python -m bench.length_eval", *(argv if argv is not None else sys.argv[1:])])
@@ -108,13 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     write_json(args.out / "results.json", res)
     classes = list(next(iter(results.values()))["predicted_share"])
     lines = [
-        f"# {args.model_dir} on its test clips cut short",
+        f"# {args.model_dir} on its test clips cut short or under recording conditions",
         "",
         f"Command: `{command}`; {len(clips)} clips of actors {res['actors']}.",
         "",
         "Predicted-class share in %, one column per class.",
         "",
-        "| length | accuracy | UAR | macro-F1 | ECE | " + " | ".join(classes) + " |",
+        "| length or condition | accuracy | UAR | macro-F1 | ECE | " + " | ".join(classes) + " |",
         "| - | - | - | - | - | " + " | ".join("-" for _ in classes) + " |",
     ]
     for name, r in results.items():

@@ -24,7 +24,6 @@ Writes `results.md` and `results.json` under --out; without the corpus it prints
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
@@ -37,7 +36,6 @@ import numpy as np
 from bench.length_report import LENGTHS
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "data" / "ravdess-speech-16k"
 VARIANTS = (*(f"{s:g}s" for s in LENGTHS), "crop")
 LAYERS = 7  # Whisper-base: the convolutions' output and 6 blocks
 INDEX = ("clip_id", "actor", "emotion")  # the clip index kept in the cache
@@ -72,9 +70,9 @@ def random_crop(wave: np.ndarray, clip_id: str, sample_rate: int, seed: int = 29
 
 def pooled_variants(corpus_dir: Path, params, cache: Path) -> tuple[dict[str, np.ndarray], Any]:
     """{variant: (clips, 2 maskings, 7 layers, 2 x 512)} pooled statistics, and the clip index; cached in `cache`."""
-    import pandas as pd
 
     from bench.protocols import usable_clips
+    from bench.results import load_pooled, save_pooled
     from ser.audio import audio_length
     from ser.config import FeatureParams
     from ser.data.featurize import window_clips
@@ -83,10 +81,8 @@ def pooled_variants(corpus_dir: Path, params, cache: Path) -> tuple[dict[str, np
     from ser.features.whisper import WIDTH
     from ser.training.stats_head import clip_stats
 
-    if cache.is_file():
-        with np.load(cache, allow_pickle=False) as data:
-            index = pd.DataFrame({k[4:]: data[k] for k in data.files if k.startswith("idx_")})
-            return {v: data[v] for v in VARIANTS}, index
+    if (cached := load_pooled(cache, list(VARIANTS))) is not None:
+        return cached
     clips, _ = usable_clips(build_manifest(corpus_dir, workers=params.features.workers))
     index, waves = window_clips(clips, corpus_dir, np.zeros(len(clips), int), params.features, params.augment)
     sr = params.features.sample_rate
@@ -110,12 +106,7 @@ def pooled_variants(corpus_dir: Path, params, cache: Path) -> tuple[dict[str, np
                     pooled[start + i, 1, layer] = clip_stats(s[:, :n])[0]
         out[variant] = pooled
         log.info("encoded %s: %d windows in %.0f s", variant, len(waves), time.perf_counter() - started)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, np.ndarray] = {**out, **{f"idx_{k}": index[k].to_numpy().astype(str) for k in INDEX}}
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub types the first keyword as allow_pickle
-    tmp.replace(cache)
-    return out, index[list(INDEX)].astype(str)
+    return out, save_pooled(cache, out, index, INDEX)
 
 
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -219,18 +210,15 @@ def run_setting(setting: dict, pooled: dict[str, np.ndarray], y: np.ndarray, fol
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--corpus", type=Path, default=CORPUS)
-    ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
-    ap.add_argument("--folds", type=int, default=6)
+    from bench.results import corpus_missing, probe_parser
+
+    ap = probe_parser(__doc__ or "", "length-probe")
     ap.add_argument("--seeds", type=int, default=2, help="seeds of the weighted head (the linear fits are exact)")
     ap.add_argument("--cache", type=Path, default=ROOT / "data" / "cache" / "bench" / "length-probe.npz")
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), help="names from SETTINGS")
-    ap.add_argument("--out", type=Path, default=ROOT / "reports" / "length-probe")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    if not args.corpus.is_dir():
-        print(f"skipped: the RAVDESS corpus is not at {args.corpus} (pass --corpus DIR; see README 'Benchmark')")
+    if corpus_missing(args.corpus):
         return 0
     from bench.length_report import report, summary
     from bench.protocols import row_folds

@@ -1,4 +1,5 @@
-"""A benchmark run's numbers: mean and spread over folds and seeds, seed ensembles, saved probabilities.
+"""A benchmark run's numbers: mean and spread over folds and seeds, seed ensembles, saved probabilities; and the
+command-line arguments and corpus check the probes over protocol (a)'s folds share.
 
 `ravdess_bench` scores its runs with these; `parallel_bench`, `fuse_probs` and `whisper_probe`
 read and combine the `probs.npz` files they write.
@@ -9,12 +10,33 @@ read and combine the `probs.npz` files they write.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 METRICS = ("accuracy", "uar", "macro_f1")
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "data" / "ravdess-speech-16k"
+
+
+def probe_parser(doc: str, out: str) -> argparse.ArgumentParser:
+    """A probe's parser (its module docstring's first paragraph) with --corpus, --params, --folds and --out."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--corpus", type=Path, default=CORPUS)
+    ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    ap.add_argument("--folds", type=int, default=6)
+    ap.add_argument("--out", type=Path, default=ROOT / "reports" / out)
+    return ap
+
+
+def corpus_missing(corpus: Path) -> bool:
+    """True, after printing the benchmarks' `skipped:` line, when the corpus is absent (a fresh clone's case)."""
+    if corpus.is_dir():
+        return False
+    print(f"skipped: the RAVDESS corpus is not at {corpus} (pass --corpus DIR; see README 'Benchmark')")
+    return True
 
 
 def spread(values: list[float]) -> dict:
@@ -153,3 +175,24 @@ def write_reports(out: Path, res: dict, lines: list[str]) -> None:
     with atomic_path(out / "results.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def load_pooled(cache: Path, names: list[str]) -> tuple[dict[str, np.ndarray], Any] | None:
+    """A probe's cached statistics (`save_pooled`): {name: array} and the clip index; None when not cached."""
+    import pandas as pd
+
+    if not cache.is_file():
+        return None
+    with np.load(cache, allow_pickle=False) as data:
+        index = pd.DataFrame({k[4:]: data[k] for k in data.files if k.startswith("idx_")})
+        return {v: data[v] for v in names}, index
+
+
+def save_pooled(cache: Path, pooled: dict[str, np.ndarray], index: Any, columns: tuple[str, ...]) -> Any:
+    """Write a probe's statistics and the index `columns` to `cache` (temp file, then rename); the index as str."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {**pooled, **{f"idx_{k}": index[k].to_numpy().astype(str) for k in columns}}
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(cache)
+    return index[list(columns)].astype(str)

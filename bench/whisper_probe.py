@@ -17,7 +17,6 @@ Writes `results.md`, `results.json` and each set's test probabilities (`probs-3_
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import logging
 import sys
@@ -29,9 +28,6 @@ import numpy as np
 
 if TYPE_CHECKING:
     import pandas as pd
-
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "data" / "ravdess-speech-16k"
 
 
 def pooled_layers(corpus_dir: Path, params) -> tuple[np.ndarray, pd.DataFrame]:
@@ -138,12 +134,10 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--corpus", type=Path, default=CORPUS)
-    ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
-    ap.add_argument("--folds", type=int, default=6)
+    from bench.results import corpus_missing, probe_parser
+
+    ap = probe_parser(__doc__ or "", "whisper-probe")
     ap.add_argument("--specs", nargs="+", default=["6", "5", "4", "3", "2", "1", "0", "3,4", "2,3,4"])
-    ap.add_argument("--out", type=Path, default=ROOT / "reports" / "whisper-probe")
     ap.add_argument(
         "--speaker-norm",
         nargs="+",
@@ -172,8 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         ap.error(str(err))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    if not args.corpus.is_dir():
-        print(f"skipped: the RAVDESS corpus is not at {args.corpus} (pass --corpus DIR; see README 'Benchmark')")
+    if corpus_missing(args.corpus):
         return 0
     from bench.protocols import row_folds
     from bench.ravdess_bench import host

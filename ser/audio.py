@@ -1,10 +1,12 @@
-"""Audio loading: decode, downmix to mono, resample, and cut the model's window.
+"""Audio loading: decode, downmix to mono, resample, and cut the model's window; and each window's speech level.
 
 Used by ingest (measurements), featurize (training features) and serving, so
-every path through the project reads audio the same way.
+every path through the project reads audio the same way. `normalise_level` is
+`features.level_db`'s step inside `ser.features.extract`.
 
     wave = load_audio("clip.flac", sample_rate=16000)
     window = fixed_window(wave, 16000, offset=0.5, duration=3.5)
+    same_level = normalise_level(np.stack([window]), 16000, target_db=-25.0)
 """
 
 from __future__ import annotations
@@ -74,3 +76,40 @@ def sliding_windows(wave: np.ndarray, sample_rate: int, duration: float, hop: fl
     starts = range(0, max(1, wave.shape[0] - length + step), step)
     windows = [fixed_window(wave[s:], sample_rate, 0.0, duration) for s in starts]
     return np.stack(windows)
+
+
+GATE_BLOCK_S, GATE_STEP_S = 0.4, 0.1  # ITU-R BS.1770's gating blocks: 400 ms, 75 % overlap
+# BS.1770's relative gate; its absolute gate (-70 LUFS) assumes a calibrated level, and a quiet recording's speech
+# can sit under it, so here the absolute gate only drops digital silence and zero padding.
+ABSOLUTE_GATE_DB, RELATIVE_GATE_DB = -120.0, -10.0
+
+
+def gated_level(waves: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Each wave's speech level in dBFS: the mean power of its 400 ms blocks that pass BS.1770-style gates.
+
+    Blocks under -120 dBFS (digital silence, zero padding) are left out, then those more than 10 dB under the
+    remaining blocks' mean power: pauses and a short clip's padding do not lower the level, as they lower a plain
+    RMS. No K-weighting (its high shelf barely moves speech). NaN for a silent wave or one shorter than a block.
+    """
+    waves = np.atleast_2d(np.asarray(waves, np.float64))
+    block, step = round(GATE_BLOCK_S * sample_rate), round(GATE_STEP_S * sample_rate)
+    if waves.shape[1] < block:
+        return np.full(len(waves), np.nan)
+    power = np.lib.stride_tricks.sliding_window_view(waves**2, block, axis=1)[:, ::step].mean(axis=2)
+    with np.errstate(divide="ignore"):
+        db = 10 * np.log10(power)
+    out = np.full(len(waves), np.nan)
+    for i, (p, d) in enumerate(zip(power, db, strict=True)):
+        loud = d > ABSOLUTE_GATE_DB
+        if loud.any():
+            kept = loud & (d > 10 * np.log10(p[loud].mean()) + RELATIVE_GATE_DB)
+            out[i] = 10 * np.log10(p[kept].mean())
+    return out
+
+
+def normalise_level(waves: np.ndarray, sample_rate: int, target_db: float) -> np.ndarray:
+    """The waves scaled to `target_db` gated level (`gated_level`); silent or too-short waves left as they are."""
+    waves = np.asarray(waves, np.float32)
+    gain = 10 ** ((target_db - gated_level(waves, sample_rate)) / 20)
+    gain = np.where(np.isfinite(gain), gain, 1.0).astype(np.float32)
+    return waves * gain.reshape(-1, *([1] * (waves.ndim - 1)))

@@ -10,7 +10,7 @@ an error naming the file and the key (`split.test_actors`) and what was expected
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -76,6 +76,7 @@ class FeatureParams(_Strict):
     whisper_layers: list[int] = Field(default_factory=lambda: [3, 4], min_length=1)  # whisper_base: 0-6, run R's probe
     # whisper_base: encode the window zero-padded to this many s (0: as is)
     whisper_context: float = Field(0.0, ge=0, le=30)
+    level_db: float | None = Field(None, ge=-60, le=0)  # every window scaled to this gated level first (ser.audio)
 
     @field_validator("kind")
     @classmethod
@@ -109,9 +110,16 @@ class SpeedParams(_Strict):
     max: float = Field(1.1, ge=1, lt=2)
 
 
-class CropParams(_Strict):
-    rate: float = Field(0.0, ge=0, le=1)  # share of the copies cut short (ser.data.augment.sub_window)
-    min_duration: float = Field(1.0, gt=0)  # shortest cut, seconds; the longest is the whole window
+class RateParams(_Strict):
+    rate: float = Field(0.0, ge=0, le=1)  # share of the augmented copies it is applied to; 0 = off
+
+
+class CropParams(RateParams):
+    min_duration: float = Field(1.0, gt=0)  # shortest cut (ser.data.augment.sub_window), seconds; longest: all
+
+
+class RoomParams(RateParams):  # ser.data.augment.reverberate, the RT60 drawn from this range (seconds)
+    rt60: tuple[Annotated[float, Field(gt=0, le=3)], Annotated[float, Field(gt=0, le=3)]] = (0.2, 0.8)
 
 
 class SpecAugmentParams(_Strict):
@@ -129,6 +137,8 @@ class AugmentParams(_Strict):
     pitch: PitchParams = Field(default_factory=PitchParams)
     speed: SpeedParams = Field(default_factory=SpeedParams)
     crop: CropParams = Field(default_factory=CropParams)
+    room: RoomParams = Field(default_factory=RoomParams)
+    telephone: RateParams = Field(default_factory=RateParams)  # ser.data.augment.telephone_band
     specaugment: SpecAugmentParams = Field(default_factory=SpecAugmentParams)
 
 

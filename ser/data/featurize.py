@@ -2,8 +2,8 @@
 
 Reads the manifest, assigns speaker-independent splits, decodes each clip once,
 cuts the fixed window and (training split only) adds `augment.copies`
-augmented versions (noise, pitch, speed; with `augment.crop`, a random sub-window
-as a short clip). All windows then go through the one feature function,
+augmented versions (speed, pitch, noise, and with their rates a room and a telephone
+line; with `augment.crop`, a random sub-window as a short clip). All windows then go through the one feature function,
 `ser.features.extract` (a log-mel, or Whisper-base encoder states with
 `features.kind: whisper_base`). Normalisation statistics come from the training split
 alone and travel with the features (and later with the model).

@@ -2,7 +2,8 @@
 
 Training (`ser.data.featurize`), evaluation, serving (`ser.serving.predictor`) and the benchmark all
 call `extract`; what it computes is the registered kind named by `features.kind` (`ser.features.kinds`):
-`whisper_base` (`ser.features.whisper`, the default) or `logmel` (`ser.features.logmel`).
+`whisper_base` (`ser.features.whisper`, the default) or `logmel` (`ser.features.logmel`), of the windows
+scaled to one speech level first when `features.level_db` is set (`ser.audio.normalise_level`).
 
     feats = extract(np.stack(windows), params.features)   # (clips, frames, width) float32
     mean, variance = norm_stats(feats[train])
@@ -32,6 +33,10 @@ def extract(waves: np.ndarray, params: FeatureParams) -> np.ndarray:
     Returns:
         float32 (clips, frames, width); `feature_kind(params.kind).shape(params)` is (frames, width).
     """
+    if params.level_db is not None:  # a recording's gain says nothing of the emotion: every window at one level
+        from ser.audio import normalise_level
+
+        waves = normalise_level(waves, params.sample_rate, params.level_db)
     return feature_kind(params.kind).extract(waves, params)
 
 

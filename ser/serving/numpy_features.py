@@ -48,6 +48,7 @@ def export_features(params: FeatureParams) -> tuple[dict, dict[str, np.ndarray]]
         arrays = {f"encoder/{k}": v for k, v in weights.items() if k.startswith(keep)}
     else:
         raise ValueError(f"features.kind {params.kind!r}: no NumPy path")
+    spec |= {"level_db": params.level_db, "sample_rate": mel["sample_rate"]}  # level_db None: windows as they come
     arrays["mel_bank"] = mel_filters(**mel).astype(np.float64)  # (bins, mels)
     arrays["window"] = hann_window(spec["n_fft"], np.float64)
     return spec, arrays
@@ -112,6 +113,10 @@ def whisper_states(mel: np.ndarray, w: dict, layers: list[int], depth: int) -> n
 
 def features(spec: dict, arrays: dict[str, np.ndarray], waves: np.ndarray) -> np.ndarray:
     """The model input (clips, frames, width) of equal-length windows, as `ser.features.extract` computes it."""
+    if spec.get("level_db") is not None:  # models exported before features.level_db have none
+        from ser.audio import normalise_level
+
+        waves = normalise_level(waves, spec["sample_rate"], spec["level_db"])
     if spec["kind"] == "logmel":
         return logmel(waves, arrays["mel_bank"], arrays["window"], spec["hop_length"], spec["top_db"])
     frames = (waves.shape[1] // spec["hop_length"] + 1) // 2  # the window's own states (whisper.output_frames)

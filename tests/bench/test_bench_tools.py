@@ -1,4 +1,4 @@
-"""The benchmark tools around the harness: parallel runs, seed ensembles, the Whisper layer probe, fusion."""
+"""The benchmark tools around the harness: parallel runs, seed ensembles, the Whisper probes, fusion."""
 
 from __future__ import annotations
 
@@ -176,6 +176,63 @@ def test_whisper_layer_probe_scores_layers_on_validation_actors(tiny_corpus, tmp
     assert exit_.value.code == 2 and "--nap" in capsys.readouterr().err
 
 
+def test_robustness_conditions_parse_draw_and_degrade_reproducibly():
+    from bench import robustness_probe as rp
+
+    assert rp.parse_condition("noise:10") == ("noise", 10.0) and rp.parse_condition("telephone") == ("telephone", 0.0)
+    for bad in ("noise", "telephone:3", "reverb:0", "level:loud", "echo:1", "noise:inf"):
+        with pytest.raises(ValueError, match="condition"):
+            rp.parse_condition(bad)
+    drawn = [rp.random_condition(np.random.default_rng(i)) for i in range(200)]
+    assert {d.partition(":")[0] for d in drawn} == set(rp.FAMILIES)
+    for d in drawn:  # every draw is a valid condition within its family's range
+        family, strength = rp.parse_condition(d)
+        assert family not in rp.RANDOM or rp.RANDOM[family][0] <= strength <= rp.RANDOM[family][1]
+    wave = np.sin(np.linspace(0, 3000, 16000)).astype(np.float32)
+    for condition in ("noise:10", "telephone", "reverb:0.3", "level:-30"):
+        a, b = (rp.degrade(wave, condition, 16000, np.random.default_rng(5)) for _ in range(2))
+        assert a.shape == wave.shape and np.array_equal(a, b) and not np.allclose(a, wave)
+
+
+@pytest.mark.slow
+def test_robustness_probe_scores_conditions_heads_and_the_unheard_sentence(tiny_corpus, tmp_path, capsys):
+    from bench import robustness_probe
+    from ser.training.stats_head import C_GRID
+
+    assert robustness_probe.main(["--corpus", str(tmp_path / "absent"), "--out", str(tmp_path / "none")]) == 0
+    assert "skipped: the RAVDESS corpus is not at" in capsys.readouterr().out and not (tmp_path / "none").exists()
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(tiny_params()))
+    with pytest.raises(SystemExit) as exit_:  # refused before the corpus is read or encoded
+        robustness_probe.main([*bench_argv(tiny_corpus, params), "--conditions", "noise", "--out", str(tmp_path / "x")])
+    assert exit_.value.code == 2 and "expected noise:SNR_DB" in capsys.readouterr().err
+    cache, out = tmp_path / "cache", tmp_path / "probe"
+    argv = [*bench_argv(tiny_corpus, params), "--folds", "2", "--conditions", "telephone", "--cache"]
+    assert robustness_probe.main([*argv, str(cache), "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["clips"] == 240 and res["layers"] == [3, 4] and res["conditions"] == ["clean", "telephone"]
+    assert list(res["heads"]) == ["clean", "multi-condition"]
+    for head in res["heads"].values():
+        assert [row["fold"] for row in head["folds"]] == [0, 1]
+        for row in head["folds"]:
+            assert row["C"] in C_GRID and list(row["conditions"]) == res["conditions"]
+            # the heads are compared on the validation actors' mean UAR over clean and every condition
+            assert row["val_uar_all"] == pytest.approx(np.mean([c["val"]["uar"] for c in row["conditions"].values()]))
+            for scores in row["conditions"].values():
+                assert sum(scores["test"]["predicted_share"].values()) == pytest.approx(1.0)
+        # The tiny corpus's classes are audible tones: above chance (1/8) on held-out actors, clean.
+        assert head["test_clean"]["uar"]["mean"] > 0.2
+    sentence = res["sentence"]["folds"]
+    assert sorted((r["fold"], r["fitted_on"]) for r in sentence) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    assert 0 <= res["sentence"]["other"]["uar"]["mean"] <= 1
+    text = (out / "results.md").read_text()
+    assert "| telephone |" in text and "| the other sentence |" in text and "chosen: **" in text
+    assert len(list(cache.glob("robustness-*.npz"))) == 1  # encoded once; the same run again reads the cache
+    assert robustness_probe.main([*argv, str(cache), "--out", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert again["heads"]["clean"]["folds"] == res["heads"]["clean"]["folds"] and again["sentence"] == res["sentence"]
+
+
 def test_fuse_probs_averages_members_equally_and_refuses_other_clips(tmp_path, capsys):
     from bench import fuse_probs
 
@@ -339,6 +396,25 @@ def test_length_eval_scores_a_model_on_its_test_clips_cut_short(tiny_corpus, tmp
     again = ["--model-dir", str(model), "--corpus", str(tiny_corpus), "--index", str(tmp_path / "predictions.csv")]
     assert length_eval.main([*again, "--lengths", "1", "--out", str(tmp_path / "again")]) == 0
     assert json.loads((tmp_path / "again" / "results.json").read_text())["1s"] == res["1s"]
+    # Recording conditions: the whole window under each, one row each, seeded per clip (a rerun scores the same).
+    phone = tmp_path / "phone"
+    phone.mkdir()
+    length_eval.cut_clips(clips.head(2), tiny_corpus, phone, 3.5, features, "telephone")
+    plain = length_eval.cut_clips(clips.head(2), tiny_corpus, folder, 3.5, features).parent
+    for row in clips.head(2).itertuples():
+        line, studio = sf.read(phone / f"{row.clip_id}.flac")[0], sf.read(plain / f"{row.clip_id}.flac")[0]
+        assert len(line) == len(studio) and not np.allclose(line, studio)
+    conditions = ["--lengths", "3.5", "--conditions", "noise:10", "level:-30", "--out"]
+    for run in ("cond", "cond-again"):
+        assert length_eval.main([*again, *conditions, str(tmp_path / run)]) == 0
+    res = json.loads((tmp_path / "cond" / "results.json").read_text())
+    assert [k for k in res if k in ("3.5s", "noise:10", "level:-30")] == ["3.5s", "noise:10", "level:-30"]
+    assert (tmp_path / "cond" / "noise_10-predictions.csv").is_file() and "| level:-30 |" in (
+        tmp_path / "cond" / "results.md"
+    ).read_text()
+    assert json.loads((tmp_path / "cond-again" / "results.json").read_text())["noise:10"] == res["noise:10"]
+    with pytest.raises(SystemExit):  # refused before the model loads
+        length_eval.main([*again, "--conditions", "hum:50", "--out", str(tmp_path / "x")])
 
 
 def test_enrolment_eval_fits_the_head_per_fold_and_fuses_it_with_saved_runs(tiny_corpus, tmp_path, capsys):

@@ -12,11 +12,19 @@ import pytest
 
 from ser.audio import audio_length, fixed_window, load_audio, sliding_windows
 from ser.config import AugmentParams, FeatureParams, parse_params
-from ser.data.augment import add_noise, augment_wave, change_speed, sub_window
+from ser.data.augment import (
+    add_noise,
+    augment_wave,
+    change_level,
+    change_speed,
+    reverberate,
+    sub_window,
+    telephone_band,
+)
 from ser.data.featurize import ClipJob, clip_windows, featurize
 from ser.data.ingest import build_manifest
+from ser.features import extract, norm_stats
 from ser.features import logmel as features
-from ser.features import norm_stats
 from ser.features.logmel import logmel
 from ser.features.mel_bank import n_frames
 from tests.conftest import tiny_params
@@ -204,6 +212,53 @@ def test_augmentations_change_the_wave_as_intended():
     assert applied == [] and np.array_equal(same, wave)
 
 
+def test_recording_conditions_change_what_they_name_and_keep_the_length():
+    t = np.arange(16000) / 16000
+    tones = {f: np.sin(2 * np.pi * f * t).astype(np.float32) for f in (100, 1000, 6000)}
+
+    def gain_db(before, after):
+        inner = slice(2000, 14000)  # away from the filter's edges
+        return 10 * np.log10(np.mean(after[inner] ** 2) / np.mean(before[inner] ** 2))
+
+    phone = {f: telephone_band(w, 16000) for f, w in tones.items()}
+    assert all(p.shape == (16000,) and p.dtype == np.float32 for p in phone.values())
+    assert abs(gain_db(tones[1000], phone[1000])) < 1  # inside 300-3400 Hz: passed
+    assert gain_db(tones[100], phone[100]) < -20 and gain_db(tones[6000], phone[6000]) < -40  # outside: gone
+    click = np.zeros(16000, np.float32)
+    click[100] = 1.0
+    room = reverberate(click, 16000, 0.5, np.random.default_rng(0))
+    assert room.shape == click.shape and np.isclose(np.sqrt(np.mean(room**2)), np.sqrt(np.mean(click**2)))
+    peak = np.abs(room).max()
+    assert np.abs(room[:100]).max() < 1e-6 * peak and abs(room[100]) == peak  # the direct sound first, nothing before
+    tail = [np.sqrt(np.mean(room[100 + s : 100 + s + 400] ** 2)) for s in (400, 8000 - 400)]  # 25 ms at 0 and 0.5 s
+    assert 45 < 20 * np.log10(tail[0] / tail[1]) < 75  # about -60 dB over the RT60
+    quiet = change_level(tones[1000], -20.0)
+    assert np.isclose(gain_db(tones[1000], quiet), -20.0, atol=0.01)
+    assert np.abs(change_level(tones[1000], 20.0)).max() == 1.0  # louder than full scale clips, as a recorder does
+
+
+def test_gated_level_ignores_pauses_and_padding_and_normalising_removes_the_gain():
+    from ser.audio import gated_level, normalise_level
+
+    rng = np.random.default_rng(0)
+    speech = (0.05 * rng.standard_normal(32000)).astype(np.float32)  # 2 s at -26 dBFS
+    level = 20 * np.log10(0.05)
+    paused = np.concatenate([speech[:16000], 1e-5 * speech[:16000], speech[16000:], np.zeros(16000, np.float32)])
+    got = gated_level(np.stack([speech, paused[: len(speech)], np.zeros(32000, np.float32)]), 16000)
+    # blocks across the pause's edges pass the gate half full: within 1 dB, where a plain RMS reads 3 dB low
+    assert abs(got[0] - level) < 0.2 and abs(got[1] - level) < 1 and np.isnan(got[2])
+    assert abs(gated_level(paused, 16000)[0] - level) < 1 and 10 * np.log10(np.mean(paused**2)) < level - 2.9
+    assert np.isnan(gated_level(speech[:1000], 16000)[0])  # shorter than one 400 ms block
+    waves = np.stack([speech, 0.001 * speech, np.zeros_like(speech)])  # the same speech 60 dB quieter, silence
+    scaled = normalise_level(waves, 16000, -20.0)
+    assert np.allclose(gated_level(scaled[:2], 16000), -20.0) and not scaled[2].any()
+    params = FeatureParams(kind="logmel", level_db=-20.0)
+    feats = extract(waves[:2], params)
+    assert np.abs(feats[0] - feats[1]).max() < 1e-3  # gain-free features
+    plain = extract(waves[:2], FeatureParams(kind="logmel"))
+    assert np.abs(plain[0] - plain[1]).mean() > 10  # without it, 60 dB quieter is another input
+
+
 def test_sub_window_is_a_stretch_of_the_audio_moved_to_the_start():
     window = np.zeros(16000, np.float32)
     window[:12000] = np.arange(1, 12001, dtype=np.float32)  # 0.75 s of audio, then padding
@@ -220,7 +275,7 @@ def test_sub_window_is_a_stretch_of_the_audio_moved_to_the_start():
     assert len(lengths) > 10 and 12000 in lengths  # lengths vary, and the longest draws keep all the audio
 
 
-def test_crop_copies_are_tagged_and_no_draw_is_made_when_off(tmp_path):
+def test_crop_room_and_line_copies_are_tagged_and_no_draw_is_made_when_off(tmp_path):
     import soundfile as sf
 
     sf.write(tmp_path / "a.wav", 0.1 * np.sin(np.arange(64000) / 7.0), 16000)  # 4 s
@@ -240,6 +295,16 @@ def test_crop_copies_are_tagged_and_no_draw_is_made_when_off(tmp_path):
     second, _ = augment_wave(wave, 16000, AugmentParams(**noisy), rng)
     for (got, tag), want in zip(off[1:], (first, second), strict=True):
         assert tag == "noise" and np.array_equal(got, fixed_window(want, 16000, features.offset, features.duration))
+    # Nor do a room and a telephone line that are off: the draws are speed's, pitch's and noise's alone.
+    rng = np.random.default_rng([7, zlib.crc32(b"a")])
+    assert rng.random() >= 0 and rng.random() >= 0 and rng.random() < 1.0  # speed, pitch (rates 0), noise (rate 1)
+    by_hand = add_noise(wave, rng.uniform(15.0, 30.0), rng)
+    assert np.array_equal(off[1][0], fixed_window(by_hand, 16000, features.offset, features.duration))
+    # On, they are applied and tagged in a recording's order: the room, then the noise, then the line.
+    channel = AugmentParams(**noisy, room={"rate": 1.0, "rt60": [0.3, 0.3]}, telephone={"rate": 1.0})
+    on = clip_windows(ClipJob(str(tmp_path / "a.wav"), "a", 2, features, channel))
+    assert [tag for _, tag in on] == ["", "room+noise+telephone", "room+noise+telephone"]
+    assert not np.allclose(on[1][0], off[1][0]) and on[1][0].shape == off[1][0].shape
 
 
 def test_norm_stats_per_mel_bin():
@@ -288,7 +353,9 @@ def test_augmentation_touches_only_training_clips(featurized):
     actor = int(clip_id[-2:])
     f = params.features
     wave = load_audio(corpus / f"Actor_{actor:02d}" / f"{clip_id}.wav", f.sample_rate)
-    assert np.array_equal(logmel(fixed_window(wave, f.sample_rate, f.offset, f.duration), f)[0], x)
+    window = fixed_window(wave, f.sample_rate, f.offset, f.duration)
+    assert f.level_db is not None and np.array_equal(extract(window[None], f)[0], x)  # the default scales the level
+    assert not np.allclose(logmel(window, f)[0], x)  # so the bare log-mel of the clip is not it
 
 
 def test_norm_stats_come_from_training_split(featurized):

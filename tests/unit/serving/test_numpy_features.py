@@ -27,6 +27,18 @@ def test_logmel_matches_the_training_features():
     assert np.abs(got - want).max() < 5e-3  # dB: the training path's float32 FFT against float64
 
 
+def test_a_level_set_in_the_params_is_applied_on_both_paths():
+    params = FeatureParams(kind="logmel", duration=1.0, n_fft=512, hop_length=128, n_mels=40, level_db=-25.0)
+    spec, arrays = export_features(params)
+    assert spec["level_db"] == -25.0 and spec["sample_rate"] == 16000
+    waves = voice_like(1.0, 3)
+    got, want = features(spec, arrays, 0.01 * waves), extract(waves, params)  # 40 dB quieter: the same input
+    assert np.abs(got - want).max() < 5e-3
+    old = {k: v for k, v in spec.items() if k != "level_db"}  # a model exported before the key: windows as they come
+    plain = FeatureParams(**{**params.model_dump(), "level_db": None})
+    assert np.abs(features(old, arrays, waves) - extract(waves, plain)).max() < 5e-3
+
+
 def test_whisper_states_match_the_tensorflow_encoder():
     from ser.features.whisper import WhisperWeightsError, model_dir
 
