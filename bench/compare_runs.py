@@ -3,8 +3,8 @@
 Settings are compared on the same folds and seeds, so each (fold, seed) pair is one
 paired difference; the mean difference and how many pairs favour each side say more
 than two 6-fold means, which move ~4 points from run to run. Compare on `select`
-(actors held out with `--select-actors`, never trained or stopped on) when both runs
-have it; `val` is biased toward early stopping, which picked its epoch on those actors.
+(speakers held out with `--select-speakers`, never trained or stopped on) when both runs
+have it; `val` is biased toward early stopping, which picked its epoch on those speakers.
 
     python -m bench.compare_runs reports/bench-a/results.json reports/bench-b/results.json
 """

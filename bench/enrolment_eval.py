@@ -1,12 +1,12 @@
 """Speaker enrolment on protocol (a): the pipeline's enrolment head, fitted per fold, fused with saved model runs.
 
-Per fold of protocol (a) (`bench.protocols.fold_actors`, the folds and validation actors every benchmark
+Per fold of protocol (a) (`bench.protocols.row_folds`, the folds and validation speakers every benchmark
 uses), the enrolment head is fitted exactly as the train stage fits it (`ser.training.enrolment.
-fit_enrolment_head`: training actors with their augmented copies, each shifted by its original clips'
-mean; validation actors by `enrolment.clips` random clips of their own; C on validation UAR). Its test
+fit_enrolment_head`: training speakers with their augmented copies, each shifted by its original clips'
+mean; validation speakers by `enrolment.clips` random clips of their own; C on validation UAR). Its test
 probabilities are fused with a saved model's (`probs.npz` from `ravdess_bench.py`; `A+B` pools two runs
 into the 2-member `train.ensemble`, as `bench.fuse_probs` does) by `enrolment_probs`, the evaluate stage's
-function: `--reference` random clips per test actor (`all`: every clip), `--draws` times. The CNN-LSTM
+function: `--reference` random clips per test speaker (`all`: every clip), `--draws` times. The CNN-LSTM
 part is not retrained here; the files must come from the same corpus and params (features, augmentation,
 split seed), which the test labels are checked against. The single-clip scores of the same runs are
 reported beside, so every row is a ratio against the baseline in the same run.
@@ -34,17 +34,15 @@ DEFAULT_MODELS = [f"{RUNS}/probs.npz+{RUNS}-seed43/probs.npz", f"{RUNS}-seed43/p
 
 def fold_rows(corpus, params, folds: int) -> list[dict]:
     """Per fold: its number and the row masks of `run_split` (training with copies; validation, test originals)."""
-    from bench.protocols import fold_actors
+    from bench.protocols import row_folds
 
     idx = corpus.index
-    actor = idx["actor"].astype(int).to_numpy()
     original = (idx["copy"] == 0).to_numpy()
-    known = idx["emotion"].isin(params.data.classes).to_numpy()
-    out = []
-    for f, groups in fold_actors(sorted(set(actor.tolist())), params, folds):
-        role = {r: known & np.isin(actor, g) for r, g in groups.items() if r != "select"}
-        out.append({"fold": f, "train": role["train"], "val": role["val"] & original, "test": role["test"] & original})
-    return out
+    known = idx["emotion"].isin(params.data.class_set(corpus.clips["emotion"])).to_numpy()
+    return [
+        {"fold": r["fold"], "train": known & r["train"], **{k: known & r[k] & original for k in ("val", "test")}}
+        for r in row_folds(idx, params, folds)
+    ]
 
 
 def score_fold(
@@ -54,12 +52,12 @@ def score_fold(
     from ser.training.enrolment import Speakers, enrolment_probs, fit_enrolment_head
     from ser.training.evaluate import score
 
-    classes = params.data.classes
+    classes = params.data.class_set(corpus.clips["emotion"])  # as `bench.protocols.speaker_folds` has them
     y = corpus.index["emotion"].map({c: i for i, c in enumerate(classes)}).fillna(-1).to_numpy(np.int64)
     sets = {}
     for role in ("train", "val", "test"):
         m = rows[role]
-        sets[role] = Speakers.of(corpus.feats[m], y[m], corpus.index.loc[m, "actor"], corpus.index.loc[m, "copy"])
+        sets[role] = Speakers.of(corpus.feats[m], y[m], corpus.index.loc[m, "speaker"], corpus.index.loc[m, "copy"])
     start = time.perf_counter()
     head, report = fit_enrolment_head(
         sets["train"],
@@ -116,10 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     ap.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="probs.npz files, A+B pooled")
     ap.add_argument("--reference", nargs="+", default=["4", "8", "16", "all"], help="test reference clips: N|all")
-    ap.add_argument("--draws", type=int, default=5, help="random reference draws per test actor")
+    ap.add_argument("--draws", type=int, default=5, help="random reference draws per test speaker")
     ap.add_argument("--folds", type=int, default=6)
     ap.add_argument(
-        "--train-draws", type=int, default=TRAIN_DRAWS, help="training actors' reference draws (0: all originals)"
+        "--train-draws", type=int, default=TRAIN_DRAWS, help="training speakers' reference draws (0: all originals)"
     )
     ap.add_argument("--cache", type=Path, default=ROOT / "data" / "cache" / "bench")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "enrolment-eval")
@@ -127,14 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     bad = [r for r in args.reference if r != "all" and not (r.isdigit() and int(r) > 0)]
     if bad:
         ap.error(f"--reference: expected all or a positive number of clips, got {bad}")
-    if not args.corpus.is_dir():
-        print(f"skipped: the RAVDESS corpus is not at {args.corpus} (pass --corpus DIR)")
+    from bench.results import corpus_missing, write_reports
+
+    if corpus_missing(args.corpus):
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     from bench.fuse_probs import load_member
     from bench.protocols import prepare
     from bench.ravdess_bench import host
-    from bench.results import write_reports
     from ser.config import load_params
 
     params = load_params(args.params)

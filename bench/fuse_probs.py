@@ -6,8 +6,8 @@ several joined with `+`, whose runs are pooled into one member: `A+B` of two sin
 seeds) are averaged first, then the members, each with the same weight, and each fold's mean is scored as
 protocol (a) scores a model. With `--apart`, the last member's seeds are not averaged: each is fused on its
 own and the scores are averaged over them (a random speaker reference's draws, one reference at a time).
-The weights are fixed, so nothing is chosen on the test actors; the files must cover the same folds and
-clips (the same corpus, folds and validation actors).
+The weights are fixed, so nothing is chosen on the test speakers; the files must cover the same folds and
+clips (the same corpora, folds and validation speakers).
 
     .venv/bin/python -m bench.fuse_probs reports/bench-whisper34/probs.npz reports/bench-seeds2/probs.npz
     .venv/bin/python -m bench.fuse_probs A/probs.npz+B/probs.npz C/probs-3_4-mean-16.npz --apart
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from ser.config import load_params
 
     members = [load_member(spec) for spec in args.probs]
-    classes = load_params(args.params).data.classes
+    classes = load_params(args.params).data.class_set()  # data.classes, or all eight when [] (the corpora's union)
     results = fuse_apart(members, classes) if args.apart else [fuse(members, classes)]
     apart = f", the last member's {len(results)} seeds apart" if args.apart else ""
     print(f"equal-weight mean of {len(members)} members over {results[0]['folds']} folds{apart}:")

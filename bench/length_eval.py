@@ -10,7 +10,7 @@ reverb:RT60, level:DB) adds a row per condition: the whole window under it, each
 id. Each row also gets the expected calibration error and the share of clips predicted as each class: a model that
 only knows full-length studio clips floods a class on short or noisy ones.
 
-    .venv/bin/python -m bench.length_eval --model-dir models --corpus ../shared/data/ravdess-speech-16k \
+    .venv/bin/python -m bench.length_eval --model-dir models --corpus data/raw \
         --manifest data/manifest.csv --index data/features/index.csv --out reports/length-eval
     # after `make run`, whose workspace is gone: the evaluate stage's predictions name the test clips
     .venv/bin/python -m bench.length_eval --model-dir runs/latest/models --index runs/latest/reports/predictions.csv \
@@ -39,21 +39,22 @@ def cut_clips(
 ) -> Path:
     """Write each clip's window cut to `seconds` (no padding), under `condition` if given, in `folder`; return the
     labels TSV."""
-    import zlib
 
     import numpy as np
     import soundfile as sf
 
     from bench.robustness_probe import degrade
     from ser.audio import load_audio
+    from ser.data.clips import clip_seed
 
     sr, start = features.sample_rate, round(features.offset * features.sample_rate)
     lines = ["path\temotion"]
     for row in clips.itertuples():
         wave = load_audio(corpus / row.path, sr)[start : start + round(seconds * sr)]
         if condition:
-            wave = degrade(wave, condition, sr, np.random.default_rng([29, zlib.crc32(row.clip_id.encode())]))
-        name = f"{row.clip_id}.flac"
+            wave = degrade(wave, condition, sr, np.random.default_rng([29, clip_seed(row.clip_id)]))
+        name = f"{row.clip_id}.flac"  # a labelled corpus's id holds its folders: they are made
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
         sf.write(folder / name, wave, sr, subtype="PCM_24")
         lines.append(f"{name}\t{row.emotion}")
     (folder / "labels.tsv").write_text("\n".join(lines) + "\n")
@@ -63,8 +64,14 @@ def cut_clips(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model-dir", type=Path, default=Path("models"))
-    ap.add_argument("--corpus", type=Path, required=True, help="the audio folder the run ingested")
-    ap.add_argument("--manifest", type=Path, help="the run's manifest (default: ingest's, built from --corpus)")
+    ap.add_argument(
+        "--corpus",
+        type=Path,
+        required=True,
+        help="the folder the manifest's paths are relative to: a corpus folder the run ingested, or data/raw with "
+        "--manifest data/manifest.csv",
+    )
+    ap.add_argument("--manifest", type=Path, help="the run's manifest (default: one built from --corpus in place)")
     ap.add_argument(
         "--index",
         type=Path,
@@ -98,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         from ser.data.ingest import build_manifest
 
         manifest = build_manifest(args.corpus, workers=features.workers)
-    manifest = manifest[["clip_id", "path", "emotion", "actor"]]
+    manifest = manifest[["clip_id", "path", "emotion", "speaker"]]
     clips = index[["clip_id"]].drop_duplicates().merge(manifest, on="clip_id", how="left")
     if clips["path"].isna().any():
         raise SystemExit(
@@ -121,11 +128,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         results[name] = {k: m[k] for k in ("accuracy", "uar", "macro_f1", "ece", "mean_confidence", "predicted_share")}
     command = " ".join(["python -m bench.length_eval", *(argv if argv is not None else sys.argv[1:])])
+    speakers = sorted({str(s) for s in clips["speaker"]})
     res = {
         "command": command,
         "host": host(),
         "clips": len(clips),
-        "actors": sorted({int(a) for a in clips["actor"]}),
+        "speakers": speakers,
         **results,
     }
     write_json(args.out / "results.json", res)
@@ -133,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"# {args.model_dir} on its test clips cut short or under recording conditions",
         "",
-        f"Command: `{command}`; {len(clips)} clips of actors {res['actors']}.",
+        f"Command: `{command}`; {len(clips)} clips of speakers {', '.join(speakers)}.",
         "",
         "Predicted-class share in %, one column per class.",
         "",

@@ -3,18 +3,18 @@
 RAVDESS's windows are 3.5 s of speech; users (and other corpora) send shorter clips, which the serving path
 zero-pads to the window. Whisper's encoder turns that padding into states as large as speech's, and the
 statistics head's mean and std then describe the padding as much as the voice. This bench measures, on the
-benchmark's protocol (a) folds (6 x 4 test actors, 2 validation actors per fold), the levers of issue 29 that a
-linear head on pooled states can show in minutes rather than hours:
+benchmark's protocol (a) folds (on RAVDESS, 6 x 4 test speakers, 2 validation speakers per fold), the levers of
+issue 29 that a linear head on pooled states can show in minutes rather than hours:
 
 - `masked`: the mean and std over the frames that hold audio only (`valid_frames`);
-- `crops`: the training actors' clips also as one random sub-window each (1-3.5 s, random start, seeded by
+- `crops`: the training speakers' clips also as one random sub-window each (1-3.5 s, random start, seeded by
   clip id), so the head sees short clips too;
 - `weighted`: softmax weights over all 7 encoder layers' statistics, learned with the head (SUPERB's layer
   weighting, here on pooled statistics), against the fixed layers 3-4.
 
 Every clip's window (`features.offset`, `features.duration`) is also cut to 1, 1.5 and 2 s (the window's first
 L seconds, zero-padded as serving pads a short upload), encoded once and cached. Each setting's C (and the
-weighted head's L2) is chosen on the validation actors' full windows; the test actors are scored at each
+weighted head's L2) is chosen on the validation speakers' full windows; the test speakers are scored at each
 length, with the expected calibration error and the predicted-class histogram per fold.
 
     .venv/bin/python -m bench.length_probe --out reports/length-probe
@@ -27,18 +27,18 @@ from __future__ import annotations
 import logging
 import sys
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.length_report import LENGTHS
+from ser.data.clips import clip_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = (*(f"{s:g}s" for s in LENGTHS), "crop")
 LAYERS = 7  # Whisper-base: the convolutions' output and 6 blocks
-INDEX = ("clip_id", "actor", "emotion")  # the clip index kept in the cache
+INDEX = ("clip_id", "corpus", "speaker", "gender", "emotion")  # the clip index kept in the cache
 CROP_MIN_S = 1.0  # the shortest crop; the longest is the whole window
 log = logging.getLogger("length_probe")
 
@@ -65,7 +65,7 @@ def random_crop(wave: np.ndarray, clip_id: str, sample_rate: int, seed: int = 29
     """The pipeline's `augment.crop` sub-window (1 s up to the window), drawn from a generator seeded by clip id."""
     from ser.data.augment import sub_window
 
-    return sub_window(wave, sample_rate, CROP_MIN_S, np.random.default_rng([seed, zlib.crc32(clip_id.encode())]))
+    return sub_window(wave, sample_rate, CROP_MIN_S, np.random.default_rng([seed, clip_seed(clip_id)]))
 
 
 def pooled_variants(corpus_dir: Path, params, cache: Path) -> tuple[dict[str, np.ndarray], Any]:
@@ -81,7 +81,7 @@ def pooled_variants(corpus_dir: Path, params, cache: Path) -> tuple[dict[str, np
     from ser.features.whisper import WIDTH
     from ser.training.stats_head import clip_stats
 
-    if (cached := load_pooled(cache, list(VARIANTS))) is not None:
+    if (cached := load_pooled(cache, list(VARIANTS), INDEX)) is not None:
         return cached
     clips, _ = usable_clips(build_manifest(corpus_dir, workers=params.features.workers))
     index, waves = window_clips(clips, corpus_dir, np.zeros(len(clips), int), params.features, params.augment)
@@ -161,7 +161,7 @@ def fit_weighted(x_train, y_train, x_val, y_val, n_classes: int, seed: int):
 
 
 def run_setting(setting: dict, pooled: dict[str, np.ndarray], y: np.ndarray, folds: list[dict], classes, seed: int):
-    """Per fold: fit on the training actors (full windows, plus crops), choose on validation, score each length."""
+    """Per fold: fit on the training speakers (full windows, plus crops), choose on validation, score each length."""
     from ser.training.evaluate import calibration, score
     from ser.training.stats_head import fit_linear
 
@@ -230,10 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     pooled, index = pooled_variants(args.corpus, params, args.cache)
     encode_s = time.perf_counter() - start
-    classes = params.data.classes
+    classes = params.data.class_set(index["emotion"])
     y = index["emotion"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    actor = index["actor"].astype(int).to_numpy()
-    folds = row_folds(actor, params, args.folds)
+    folds = row_folds(index, params, args.folds)
     results = {}
     for name in args.settings:
         setting, began = SETTINGS[name], time.perf_counter()

@@ -38,7 +38,7 @@ def report(res: dict, classes: list[str]) -> str:
         f"Commit {h['commit']}, {h['cpus']} CPUs ({h['cpu_model']}); {res['clips']} clips, 5 windows each "
         f"(1, 1.5, 2, 3.5 s and a random crop), encoding {res['encode_seconds']:.0f} s (0 when cached), "
         f"wall time {res['wall_seconds'] / 60:.1f} min. Protocol (a) folds; C (or L2) chosen on the validation "
-        "actors' full windows; mean ± std over folds (and seeds).",
+        "speakers' full windows; mean ± std over folds (and seeds).",
         "",
         "| setting | val UAR 1 / 1.5 / 2 / 3.5 s | test UAR 1 / 1.5 / 2 / 3.5 s | test accuracy 3.5 s | "
         "test ECE 1.5 / 3.5 s |",
@@ -56,7 +56,7 @@ def report(res: dict, classes: list[str]) -> str:
         )
     lines += [
         "",
-        "Predicted-class share on the test actors (%; each class is 1/8 = 12.5 % of RAVDESS but neutral, 6.7 %), "
+        "Predicted-class share on the test speakers (%; each class is 1/8 = 12.5 % of RAVDESS but neutral, 6.7 %), "
         "at 1 s and 3.5 s:",
         "",
         "| setting | length | " + " | ".join(classes) + " |",

@@ -5,9 +5,9 @@ Each (setting, seed, fold) is its own `ravdess_bench.py --only-folds F` process,
 idle, so eight runs side by side finish in about the time of two. Jobs start seed by seed,
 so a deadline cuts the last seed short rather than a setting. Afterwards every setting's runs
 are merged into `<out>/<setting>.json` and each setting is compared with the first one by
-`compare_runs.paired` on the selection actors (`--select-actors`, never trained or stopped on).
+`compare_runs.paired` on the selection speakers (`--select-speakers`, never trained or stopped on).
 With several seeds, each setting's seed ensemble (the mean of a fold's runs' probabilities,
-from their `probs.npz`) is scored too, on the selection and the test actors.
+from their `probs.npz`) is scored too, on the selection and the test speakers.
 
     python -m bench.parallel_bench --out reports/bench-select --seeds 42,43 --parallel 8 \\
         --setting P= --setting L="train.schedule=cosine train.average_last=10" -- --set features.workers=16
@@ -70,7 +70,7 @@ def run_jobs(jobs: list[tuple[str, list[str]]], out: Path, parallel: int, deadli
 
 
 def merge_ensembles(runs: list[dict], classes: list[str]) -> dict | None:
-    """Seed ensembles of one setting's runs (from their `probs.npz`), on the selection and test actors.
+    """Seed ensembles of one setting's runs (from their `probs.npz`), on the selection and test speakers.
 
     Returns:
         {"select": ..., "test": ...} as `ravdess_bench.seed_ensemble` scores them (roles every run
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--seeds", default="42", help="comma-separated training seeds")
     ap.add_argument("--folds", default="0,1,2,3,4,5", help="comma-separated 0-based folds")
-    ap.add_argument("--select-actors", type=int, default=2)
+    ap.add_argument("--select-speakers", type=int, default=2)
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--deadline", type=float, default=float("inf"), help="seconds; later jobs are not started")
     ap.add_argument("--out", type=Path, required=True)
@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         "bench.ravdess_bench",
         "--protocols",
         "speaker",
-        "--select-actors",
-        str(args.select_actors),
+        "--select-speakers",
+        str(args.select_speakers),
         *args.bench_args,
     ]
     order = [
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         for res in sorted((args.out / "runs").glob(f"{name}-s*-f*/results.json")):
             data = json.loads(res.read_text())
             merged[name] += data["speaker"]["runs"]
-            classes = data["params"]["data"]["classes"]
+            classes = data["speaker"]["classes"]
             if res.with_name("probs.npz").exists():
                 probs += load_probs(res.with_name("probs.npz"))
             shutil.rmtree(res.with_name("model"), ignore_errors=True)  # each run's saved model: only `cost` reads it

@@ -1,14 +1,14 @@
-"""The real-data benchmark: speaker-independent k-fold and the article's random split.
+"""The real-data benchmarks' protocols: speaker-independent k-fold over one or several corpora, the article's
+random split.
 
-Everything runs through the pipeline's own code: `ingest.build_manifest` measures
-the corpus in place, `featurize.window_clips` cuts and augments the windows
-(augmentation is seeded per clip, so a clip's windows are the same whatever
-split it falls in, and are computed once for all folds), `features.extract`,
-`train.fit`, `evaluate.score`. Per run, hyperparameters and the early-stopping
-epoch are chosen on validation actors taken from the training actors; the test
-fold is scored once, at the end. `bench/ravdess_bench.py` is the command line.
+Everything runs through the pipeline's own code: `ingest.measure_corpus` measures each corpus in place (any
+layout a `data.sources` adapter reads), `featurize.window_clips` cuts and augments the windows (augmentation is
+seeded per clip, so a clip's windows are the same whatever split it falls in, and are computed once for all
+folds), `features.extract`, `train.fit`, `evaluate.score`. Per run, hyperparameters and the early-stopping
+epoch are chosen on validation speakers taken from the training speakers of each corpus; the test fold is
+scored once, at the end. `bench/ravdess_bench.py` and `bench/crosscorpus_bench.py` are the command lines.
 
-    corpus = prepare(Path("../shared/data/ravdess-speech-16k"), params, cache_dir)
+    corpus = prepare([Path("../shared/data/ravdess-speech-16k")], params, cache_dir)
     runs = speaker_folds(corpus, params, folds=6, seeds=2)
 """
 
@@ -24,10 +24,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.results import corpus_scores, layer_weights
 from ser.config import Params
+from ser.corpora import SourceParams
 from ser.data.featurize import feature_batches, window_clips
-from ser.data.ingest import build_manifest
-from ser.data.splits import actor_folds, gender_balanced_order, random_split
+from ser.data.ingest import measure_corpus
+from ser.data.splits import gender_balanced_order, random_split, speaker_genders
+from ser.data.splits import speaker_folds as split_folds
 from ser.features import norm_stats
 from ser.io import atomic_path
 from ser.labels import EMOTIONS
@@ -35,55 +38,83 @@ from ser.overrides import override
 from ser.training.evaluate import calibration, score
 
 log = logging.getLogger(__name__)
+INDEX = ("clip_id", "corpus", "speaker", "gender", "emotion", "copy")  # the window index the cache keeps
+CACHE_FORMAT = 2  # in the cache key: what the features' code computes beyond their params (2: the level step
+# removes DC and caps its gain, augmentation is seeded by the clip's id inside its corpus)
 
 
 @dataclass
 class Corpus:
-    """Every window of every usable clip: `index` (clip_id, actor, emotion, copy) and `feats`."""
+    """Every window of every usable clip of one or more corpora: `index` (`INDEX` columns) and `feats`."""
 
     index: pd.DataFrame
     feats: np.ndarray
     clips: pd.DataFrame  # one row per clip (the manifest rows used)
     dropped: list[str]  # clips left out, with the reason
+    records: list[dict]  # each corpus's corpora.json entry (name, language, licence, ...)
+    roots: dict[str, Path]  # corpus name -> the folder its clips' paths are relative to
 
 
 def usable_clips(manifest: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Clips that decode, are named per RAVDESS, carry a known emotion and are not byte-identical repeats."""
-    bad = manifest["decode_error"].notna() | ~manifest["name_ok"].astype(bool) | manifest["emotion"].isna()
+    """Clips that decode, are named per their corpus's scheme, carry a known emotion and a speaker, and are not
+    byte-identical repeats."""
+    bad = (
+        manifest["decode_error"].notna()
+        | ~manifest["name_ok"].astype(bool)
+        | manifest["emotion"].isna()
+        | manifest["speaker"].isna()
+    )
     dup = manifest["sha256"].duplicated(keep="first") & ~bad
-    dropped = [f"{p}: {e or 'bad name or emotion'}" for p, e in manifest.loc[bad, ["path", "decode_error"]].values]
+    dropped = [
+        f"{p}: {e or 'bad name, emotion or speaker'}" for p, e in manifest.loc[bad, ["path", "decode_error"]].values
+    ]
     dropped += [f"{p}: byte-identical to another clip" for p in manifest.loc[dup, "path"]]
     return manifest[~bad & ~dup].reset_index(drop=True), dropped
 
 
-def prepare(corpus_dir: Path, params: Params, cache_dir: Path | None = None) -> Corpus:
-    """Measure the corpus, then window, augment and featurize every clip (cached by content and params)."""
-    clips, dropped = usable_clips(build_manifest(corpus_dir, workers=params.features.workers))
-    key = hashlib.sha256(
-        json.dumps([params.features.model_dump(), params.augment.model_dump(), sorted(clips["sha256"])]).encode()
-    ).hexdigest()[:16]
+def prepare_one(entry: str | Path | SourceParams, params: Params, cache_dir: Path | None = None) -> Corpus:
+    """Measure one corpus, then window, augment and featurize every clip (cached by content and params)."""
+    manifest, record = measure_corpus(entry, workers=params.features.workers)
+    root = Path(str(entry)) if not isinstance(entry, SourceParams) else Path(str(entry.path))
+    clips, dropped = usable_clips(manifest)
+    spec = [params.features.model_dump(), params.augment.model_dump(), sorted(clips["sha256"]), record["name"]]
+    key = hashlib.sha256(json.dumps([CACHE_FORMAT, *spec]).encode()).hexdigest()[:16]
     cached = cache_dir / f"features-{key}.npz" if cache_dir else None
     if cached and cached.is_file():
         with np.load(cached) as data:
-            index, feats = pd.DataFrame({c: data[c] for c in ("clip_id", "actor", "emotion", "copy")}), data["x"]
-        log.info("features from cache %s", cached)
+            index, feats = pd.DataFrame({c: data[c] for c in INDEX}), data["x"]
+        index["gender"] = index["gender"].replace("", None)
+        log.info("%s: features from cache %s", record["name"], cached)
     else:
         copies = np.full(len(clips), params.augment.copies)
-        index, waves = window_clips(clips, corpus_dir, copies, params.features, params.augment)
-        index = index[["clip_id", "actor", "emotion", "copy"]]
+        index, waves = window_clips(clips, root, copies, params.features, params.augment)
+        index = index[list(INDEX)]
         feats = feature_batches(waves, params.features)
         if cached:
             cached.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(cached) as tmp, tmp.open("wb") as f:
-                np.savez(
-                    f,
-                    x=feats,
-                    clip_id=index["clip_id"].to_numpy(str),
-                    emotion=index["emotion"].to_numpy(str),
-                    actor=index["actor"].to_numpy(np.int64),
-                    copy=index["copy"].to_numpy(np.int64),
-                )
-    return Corpus(index, feats, clips, dropped)
+                text = {c: index[c].fillna("").to_numpy(str) for c in INDEX if c != "copy"}
+                np.savez(f, x=feats, copy=index["copy"].to_numpy(np.int64), **text)
+    return Corpus(index, feats, clips, dropped, [record], {record["name"]: root})
+
+
+def prepare(entries, params: Params, cache_dir: Path | None = None) -> Corpus:
+    """`prepare_one` for each corpus (a folder, a `data.sources` entry, or a list of them), concatenated."""
+    entries = entries if isinstance(entries, list | tuple) else [entries]
+    parts = [prepare_one(e, params, cache_dir) for e in entries]
+    if len(parts) == 1:
+        return parts[0]
+    names = [r["name"] for p in parts for r in p.records]
+    if len(set(names)) < len(names):
+        raise ValueError(f"two corpora of one name among {names}; give each a distinct name")
+    return Corpus(
+        pd.concat([p.index for p in parts], ignore_index=True),
+        np.concatenate([p.feats for p in parts]),
+        pd.concat([p.clips for p in parts], ignore_index=True),
+        [d for p in parts for d in p.dropped],
+        [r for p in parts for r in p.records],
+        {k: v for p in parts for k, v in p.roots.items()},
+    )
 
 
 def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[str, str]) -> dict:
@@ -94,7 +125,8 @@ def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[st
             are unused. `select` clips are scored only: training and early stopping never see them.
 
     Returns:
-        A record: test, validation (and selection) scores, test (and selection) probabilities and labels,
+        A record: test, validation (and selection) scores, pooled and per corpus (`per_corpus`: role -> corpus ->
+        scores over the classes that corpus has); test (and selection) probabilities, labels and corpora;
         epochs, seconds, parameters.
     """
     import keras
@@ -119,11 +151,14 @@ def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[st
         "variance": var.tolist(),
     }
     y = {r: y_all[m] for r, m in sel.items()}
-    refit = None
+    source = idx["corpus"].to_numpy().astype(str)
+    refit, refit_corpus = None, None
     if params.train.refit:  # the validation clips join training as training clips do: with their copies
         both = known & (role == "val").to_numpy()
-        refit = (corpus.feats[both], y_all[both])
-    model, history, seconds, head, windows = fit(params, stats, x["train"], y["train"], x["val"], y["val"], refit)
+        refit, refit_corpus = (corpus.feats[both], y_all[both]), source[both]
+    model, history, seconds, head, windows = fit(
+        params, stats, x["train"], y["train"], x["val"], y["val"], refit, corpus=(source[sel["train"]], refit_corpus)
+    )
     scored = [r for r in ("val", "select", "test") if len(y[r])]
     probs = {r: model.predict(x[r], batch_size=64, verbose=0) for r in scored}
     parts = {}
@@ -134,8 +169,10 @@ def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[st
             }
     return {
         **{r: score(y[r], probs[r].argmax(1), classes) | calibration(probs[r], y[r], classes) for r in scored},
-        **{f"{r}_probs": probs[r] for r in ("test", "select") if r in probs},
-        **{f"{r}_y": y[r] for r in ("test", "select") if r in probs},
+        "per_corpus": {r: corpus_scores(probs[r], y[r], source[sel[r]], classes) for r in scored},
+        **{f"{r}_probs": probs[r] for r in ("test", "select", "val") if r in probs},
+        **{f"{r}_y": y[r] for r in ("test", "select", "val") if r in probs},
+        **{f"{r}_corpus": source[sel[r]] for r in ("test", "select", "val") if r in probs},
         "test_clips": idx.loc[sel["test"], "clip_id"].tolist(),
         **history_summary(history, params.train.schedule),
         "train_seconds": seconds,
@@ -148,48 +185,45 @@ def run_split(corpus: Corpus, params: Params, classes: list[str], roles: dict[st
     }
 
 
-def layer_weights(model) -> list[list[float]]:
-    """`model.layer_weighting`: each CNN-LSTM's learned softmax weights over the encoder layers ([] without)."""
-    from ser.training.model import LayerMix
+def fold_speakers(
+    clips: pd.DataFrame, params: Params, folds: int = 6, select_speakers: int = 0
+) -> Iterator[tuple[int, dict[str, list[str]]]]:
+    """Protocol (a)'s speaker groups per fold, across corpora: `test` (every speaker of every corpus once, each
+    corpus in `folds` gender-balanced groups), then `val`, `select`, `train` from each corpus's rest.
 
-    models = [model, *(layer for layer in model.layers if hasattr(layer, "layers"))]
-    return [
-        layer.weights_by_layer().round(4).tolist() for m in models for layer in m.layers if isinstance(layer, LayerMix)
-    ]
-
-
-def fold_actors(
-    actors: list[int], params: Params, folds: int = 6, select_actors: int = 0
-) -> Iterator[tuple[int, dict[str, list[int]]]]:
-    """Protocol (a)'s actor groups per fold: `test` (every actor once), then `val`, `select`, `train` from the rest.
+    Args:
+        clips: rows with `corpus`, `speaker` and `gender` (a manifest, or a window index).
 
     Raises:
-        ValueError: when the held-out actors leave a fold no actor to train on.
+        ValueError: when the held-out speakers leave a corpus's fold no speaker to train on.
     """
-    held = params.split.val_actors + select_actors
-    for f, test_actors in enumerate(actor_folds(actors, folds, seed=params.split.seed)):
-        rest = gender_balanced_order([a for a in actors if a not in test_actors], params.split.seed + f)
-        if len(rest) <= held:
-            raise ValueError(
-                f"fold {f}: {len(rest)} actors outside the test fold cannot give split.val_actors "
-                f"({params.split.val_actors}) + select actors ({select_actors}) and still train"
-            )
-        yield (
-            f,
-            {
-                "test": test_actors,
-                "val": sorted(rest[: params.split.val_actors]),
-                "select": sorted(rest[params.split.val_actors : held]),
-                "train": sorted(rest[held:]),
-            },
-        )
+    held = params.split.val_speakers + select_speakers
+    corpora = {str(c): speaker_genders(g) for c, g in clips.groupby("corpus", sort=True)}
+    groups = {c: list(split_folds(genders, folds, seed=params.split.seed)) for c, genders in corpora.items()}
+    for f in range(folds):
+        roles: dict[str, list[str]] = {"test": [], "val": [], "select": [], "train": []}
+        for c, genders in corpora.items():
+            test = groups[c][f]
+            rest = gender_balanced_order({s: g for s, g in genders.items() if s not in test}, params.split.seed + f)
+            if len(rest) <= held:
+                raise ValueError(
+                    f"fold {f}: {len(rest)} speakers of {c} outside the test fold cannot give split.val_speakers "
+                    f"({params.split.val_speakers}) + select speakers ({select_speakers}) and still train"
+                )
+            roles["test"] += test
+            roles["val"] += sorted(rest[: params.split.val_speakers])
+            roles["select"] += sorted(rest[params.split.val_speakers : held])
+            roles["train"] += sorted(rest[held:])
+        yield f, roles
 
 
-def row_folds(actor: np.ndarray, params: Params, folds: int = 6) -> list[dict]:
-    """`fold_actors` as boolean row masks over a per-row actor array: [{"fold", "test", "val", "select", "train"}]."""
+def row_folds(index: pd.DataFrame, params: Params, folds: int = 6) -> list[dict]:
+    """`fold_speakers` as boolean row masks over `index` (rows with corpus, speaker, gender):
+    [{"fold", "test", "val", "select", "train"}]."""
+    speaker = index["speaker"].to_numpy()
     return [
-        {"fold": f, **{role: np.isin(actor, group) for role, group in roles.items()}}
-        for f, roles in fold_actors(sorted(set(actor.tolist())), params, folds)
+        {"fold": f, **{role: np.isin(speaker, group) for role, group in roles.items()}}
+        for f, roles in fold_speakers(index, params, folds)
     ]
 
 
@@ -199,50 +233,48 @@ def speaker_folds(
     folds: int = 6,
     seeds: int = 1,
     only: list[int] | None = None,
-    select_actors: int = 0,
+    select_speakers: int = 0,
 ) -> Iterator[dict]:
-    """Protocol (a): k folds of whole actors, every actor tested once; validation actors from the rest.
+    """Protocol (a): k folds of whole speakers, every speaker tested once; validation speakers from the rest.
 
     Args:
         only: run just these fold numbers (0-based), e.g. for a quick look; None runs all.
-        select_actors: also hold out this many of the training actors, scored only (`select`): an
+        select_speakers: also hold out this many of each corpus's training speakers, scored only (`select`): an
             unbiased figure for comparing settings, since early stopping picks its epoch on `val`.
 
     Raises:
-        ValueError: when the held-out actors leave a fold no actor to train on.
+        ValueError: when the held-out speakers leave a fold no speaker to train on.
     """
-    classes = params.data.classes
-    actors = sorted(int(a) for a in corpus.clips["actor"].unique())
-    for f, groups in fold_actors(actors, params, folds, select_actors):
+    classes = params.data.class_set(corpus.clips["emotion"])
+    for f, groups in fold_speakers(corpus.clips, params, folds, select_speakers):
         if only is not None and f not in only:
             continue
-        test_actors, val_actors, select = groups["test"], groups["val"], groups["select"]
-        by_actor = {a: role for role, group in groups.items() for a in group}
-        roles = dict(zip(corpus.clips["clip_id"], corpus.clips["actor"].astype(int).map(by_actor), strict=True))
+        by_speaker = {s: role for role, group in groups.items() for s in group}
+        roles = dict(zip(corpus.clips["clip_id"], corpus.clips["speaker"].map(by_speaker), strict=True))
         for s in range(seeds):
             seeded = override(params, {"train.seed": params.train.seed + s})
             log.info(
-                "fold %d/%d (test actors %s, val actors %s, select actors %s), seed %d",
+                "fold %d/%d (test speakers %s, val speakers %s, select speakers %s), seed %d",
                 f + 1,
                 folds,
-                test_actors,
-                val_actors,
-                select,
+                groups["test"],
+                groups["val"],
+                groups["select"],
                 seeded.train.seed,
             )
-            held_out = {"select_actors": select} if select else {}
+            held_out = {"select_speakers": groups["select"]} if groups["select"] else {}
             yield {
                 "fold": f,
                 "seed": seeded.train.seed,
-                "test_actors": test_actors,
-                "val_actors": val_actors,
+                "test_speakers": groups["test"],
+                "val_speakers": groups["val"],
                 **held_out,
                 **run_split(corpus, seeded, classes, roles),
             }
 
 
 def article_split(corpus: Corpus, params: Params, seeds: int = 1) -> Iterator[dict]:
-    """Protocol (b), the article's: seven classes (calm dropped), clips shuffled 80/20 whatever the actor."""
+    """Protocol (b), the article's: seven classes (calm dropped), clips shuffled 80/20 whatever the speaker."""
     classes = [e for e in EMOTIONS if e != "calm"]
     clips = corpus.clips[corpus.clips["emotion"].isin(classes)].reset_index(drop=True)
     for s in range(seeds):

@@ -136,16 +136,16 @@ def main(argv: list[str] | None = None) -> int:
         "--only-folds",
         type=lambda s: [int(x) for x in s.split(",")],
         default=None,
-        help="run just these 0-based folds (a quick look; the table then covers fewer actors)",
+        help="run just these 0-based folds (a quick look; the table then covers fewer speakers)",
     )
     ap.add_argument("--seeds", type=int, default=1, help="training seeds per fold")
     ap.add_argument(
-        "--select-actors",
+        "--select-speakers",
         type=int,
         default=0,
         metavar="N",
-        help="(a) only: hold N more training actors out, scored only, to compare settings without "
-        "the bias of the validation actors that early stopping chose the epoch on",
+        help="(a) only: hold N more training speakers out, scored only, to compare settings without "
+        "the bias of the validation speakers that early stopping chose the epoch on",
     )
     ap.add_argument("--protocols", default="speaker,article,cost")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
@@ -184,20 +184,21 @@ def main(argv: list[str] | None = None) -> int:
     }
     speaker = []
     if "speaker" in protocols:
-        speaker = list(speaker_folds(corpus, params, args.folds, args.seeds, args.only_folds, args.select_actors))
-        res["speaker"] = summarise(speaker, params.data.classes)
+        speaker = list(speaker_folds(corpus, params, args.folds, args.seeds, args.only_folds, args.select_speakers))
+        classes = speaker[0]["stats"]["classes"]
+        res["speaker"] = summarise(speaker, classes)
         save_probs(speaker, args.out / "probs.npz")
-        held = f" and {args.select_actors} selection actors (scored only)" if args.select_actors else ""
+        held = f" and {args.select_speakers} selection speakers (scored only)" if args.select_speakers else ""
         res["speaker_protocol"] = (
-            f"{args.folds} folds of whole actors (every actor tested once), {params.split.val_actors} validation "
-            f"actors{held} per fold taken from the training actors, {args.seeds} seed(s) per fold; "
-            f"{len(params.data.classes)} classes."
+            f"{args.folds} folds of whole speakers (every speaker tested once), {params.split.val_speakers} "
+            f"validation speakers{held} per fold taken from the training speakers, {args.seeds} seed(s) per fold; "
+            f"{len(classes)} classes."
         )
     if "article" in protocols:
         article = list(article_split(corpus, params, args.seeds))
         res["article"] = summarise(article, article[0]["stats"]["classes"])
         res["article_protocol"] = (
-            "7 classes (calm dropped), clips shuffled regardless of actor: 20 % test, "
+            "7 classes (calm dropped), clips shuffled regardless of speaker: 20 % test, "
             "10 % validation, 70 % training; one split per seed."
         )
         speaker = speaker or article

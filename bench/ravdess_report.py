@@ -1,12 +1,17 @@
-"""Markdown tables for the RAVDESS benchmark's results (see bench/ravdess_bench.py)."""
+"""Markdown tables for the RAVDESS benchmark's results (see bench/ravdess_bench.py).
+
+Also renders results.json files written before speakers replaced actors (their runs' `test_actors` and the like).
+"""
 
 from __future__ import annotations
+
+from ser.labels import EMOTIONS
 
 METRICS = ("accuracy", "uar", "macro_f1")
 ANCHORS = """Anchors (published, same protocols):
 - (a) speaker-independent RAVDESS, EmoBox benchmark, frozen self-supervised models: WavLM-large 72.2 % accuracy,
   Whisper-large-v3 75.9 % accuracy; a from-scratch ResLSTM: 62-65 % UAR.
-- (b) the article's CNN-LSTM, 7 classes, random 80/20 split (actors leak): 73 % accuracy."""
+- (b) the article's CNN-LSTM, 7 classes, random 80/20 split (speakers leak): 73 % accuracy."""
 
 
 def pm(s: dict, scale: float = 100) -> str:
@@ -16,6 +21,21 @@ def pm(s: dict, scale: float = 100) -> str:
 
 def row(*cells: object) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def speakers(run: dict, role: str, default: str = "") -> str:
+    """A run's `role` speakers ("test", "val", "select") as `corpus NN, NN; corpus NN`; an older run's actor
+    numbers (`<role>_actors`) as they were printed; `default` when the run has neither (the random split)."""
+    ids = run.get(f"{role}_speakers", run.get(f"{role}_actors"))
+    if ids is None:
+        return default
+    if not all(isinstance(i, str) for i in ids):
+        return str(ids)
+    groups: dict[str, list[str]] = {}
+    for i in ids:
+        corpus, _, own = i.rpartition(":")
+        groups.setdefault(corpus, []).append(own)
+    return "; ".join(f"{corpus} {', '.join(own)}".strip() for corpus, own in groups.items())
 
 
 def protocol_table(title: str, protocol: str, s: dict) -> list[str]:
@@ -32,7 +52,7 @@ def protocol_table(title: str, protocol: str, s: dict) -> list[str]:
     if "select_uar" in s:
         lines.append(
             row(
-                "selection UAR (held-out actors, never trained or stopped on)",
+                "selection UAR (held-out speakers, never trained or stopped on)",
                 pm(s["select_uar"]),
                 f"{100 * s['select_uar']['min']:.1f}",
                 f"{100 * s['select_uar']['max']:.1f}",
@@ -53,13 +73,13 @@ def protocol_table(title: str, protocol: str, s: dict) -> list[str]:
         share = ", ".join(f"{c} {100 * v:.1f}" for c, v in s["predicted_share"].items())
         ece = s["test_ece"]
         lines += [f"Test ECE {ece['mean']:.3f} ± {ece['std']:.3f}; predicted-class share (%): {share}", ""]
-    extra = ["select actors", "select UAR"] if "select_uar" in s else []
+    extra = ["select speakers", "select UAR"] if "select_uar" in s else []
     lines += [
         row(
             "fold",
             "seed",
-            "test actors",
-            "val actors",
+            "test speakers",
+            "val speakers",
             *extra,
             "epochs (best)",
             "train s",
@@ -70,13 +90,13 @@ def protocol_table(title: str, protocol: str, s: dict) -> list[str]:
         row(*"-" * (9 + len(extra))),
     ]
     for r in s["runs"]:
-        held = [r["select_actors"], f"{100 * r['select_uar']:.1f}"] if extra else []
+        held = [speakers(r, "select"), f"{100 * r['select_uar']:.1f}"] if extra else []
         lines.append(
             row(
                 r["fold"],
                 r["seed"],
-                r.get("test_actors", "random 20 %"),
-                r.get("val_actors", "random 10 %"),
+                speakers(r, "test", "random 20 %"),
+                speakers(r, "val", "random 10 %"),
                 *held,
                 f"{r['epochs_run']} ({r['best_epoch']})",
                 f"{r['train_seconds']:.0f}",
@@ -145,9 +165,11 @@ def markdown(res: dict) -> str:
         f"wall time {res['wall_seconds'] / 60:.1f} min.  ",
         f"Clips: {res['clips']}; left out: {'; '.join(res['dropped']) or 'none'}.\n",
     ]
-    for key, title in (("speaker", "(a) speaker-independent, 8 classes"), ("article", "(b) the article's protocol")):
-        if key in res:
-            lines += protocol_table(title, res[key + "_protocol"], res[key])
+    if "speaker" in res:  # results written before the summary named its classes had all eight
+        n = len(res["speaker"].get("classes", EMOTIONS))
+        lines += protocol_table(f"(a) speaker-independent, {n} classes", res["speaker_protocol"], res["speaker"])
+    if "article" in res:
+        lines += protocol_table("(b) the article's protocol", res["article_protocol"], res["article"])
     if "cost" in res:
         lines += cost_table(res["cost"])
     return "\n".join(lines + [ANCHORS, ""])

@@ -52,10 +52,11 @@ def spread(values: list[float]) -> dict:
 
 
 def summarise(runs: list[dict], classes: list[str]) -> dict:
-    """Mean ± std over runs of the test metrics and per-class recall, the seed ensemble, the run table."""
+    """Mean ± std over runs of the test metrics and per-class recall, the classes, the seed ensemble, the run table."""
     out: dict[str, Any] = {m: spread([r["test"][m] for r in runs]) for m in METRICS}
+    out["classes"] = list(classes)  # what the probabilities' columns are (`data.classes` may be [], the union)
     out["val_uar"] = spread([r["val"]["uar"] for r in runs])
-    if all("select" in r for r in runs):  # actors held out of training and stopping: the unbiased comparison
+    if all("select" in r for r in runs):  # speakers held out of training and stopping: the unbiased comparison
         out["select_uar"] = spread([r["select"]["uar"] for r in runs])
     out["per_class_recall"] = {
         c: spread([r["test"]["per_class"][c]["recall"] for r in runs if r["test"]["per_class"][c]["support"]])
@@ -82,9 +83,9 @@ def summarise(runs: list[dict], classes: list[str]) -> dict:
             for k in (
                 "fold",
                 "seed",
-                "test_actors",
-                "val_actors",
-                "select_actors",
+                "test_speakers",
+                "val_speakers",
+                "select_speakers",
                 "epochs_run",
                 "best_epoch",
                 "params",
@@ -129,7 +130,7 @@ def seed_ensemble(runs: list[dict], classes: list[str], role: str = "test") -> d
         labels = [r[f"{role}_y"] for r in group]
         if any(not np.array_equal(labels[0], y) for y in labels[1:]):
             raise ValueError(
-                f"fold {f}: its runs scored different {role} clips (other folds, actors or corpus?); "
+                f"fold {f}: its runs scored different {role} clips (other folds, speakers or corpora?); "
                 "their probabilities cannot be averaged"
             )
         probs = np.mean([r[f"{role}_probs"] for r in group], axis=0)
@@ -177,22 +178,47 @@ def write_reports(out: Path, res: dict, lines: list[str]) -> None:
     print("\n".join(lines))
 
 
-def load_pooled(cache: Path, names: list[str]) -> tuple[dict[str, np.ndarray], Any] | None:
-    """A probe's cached statistics (`save_pooled`): {name: array} and the clip index; None when not cached."""
+def load_pooled(cache: Path, names: list[str], columns: tuple[str, ...]) -> tuple[dict[str, np.ndarray], Any] | None:
+    """A probe's cached statistics (`save_pooled`): {name: array} and the clip index `columns`; None when not
+    cached, or cached without one of them (an older cache: it is encoded again)."""
     import pandas as pd
 
     if not cache.is_file():
         return None
     with np.load(cache, allow_pickle=False) as data:
-        index = pd.DataFrame({k[4:]: data[k] for k in data.files if k.startswith("idx_")})
-        return {v: data[v] for v in names}, index
+        if not {*names, *(f"idx_{k}" for k in columns)} <= set(data.files):
+            return None
+        return {v: data[v] for v in names}, pd.DataFrame({k: data[f"idx_{k}"] for k in columns})
 
 
 def save_pooled(cache: Path, pooled: dict[str, np.ndarray], index: Any, columns: tuple[str, ...]) -> Any:
-    """Write a probe's statistics and the index `columns` to `cache` (temp file, then rename); the index as str."""
+    """Write a probe's statistics and the index `columns` to `cache` (temp file, then rename); the index as str
+    (a missing value, such as an unknown gender, as "")."""
     cache.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {**pooled, **{f"idx_{k}": index[k].to_numpy().astype(str) for k in columns}}
+    text = index[list(columns)].astype(object).fillna("").astype(str)
+    arrays = {**pooled, **{f"idx_{k}": text[k].to_numpy().astype(str) for k in columns}}
     tmp = cache.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)
     tmp.replace(cache)
-    return index[list(columns)].astype(str)
+    return text
+
+
+def corpus_scores(probs: np.ndarray, y: np.ndarray, corpus: np.ndarray, classes: list[str]) -> dict:
+    """Scores of each corpus's rows (UAR and macro-F1 over the classes it has)."""
+    from ser.training.evaluate import calibration, score
+
+    return {
+        str(c): score(y[corpus == c], probs[corpus == c].argmax(1), classes)
+        | calibration(probs[corpus == c], y[corpus == c], classes)
+        for c in np.unique(corpus)
+    }
+
+
+def layer_weights(model) -> list[list[float]]:
+    """`model.layer_weighting`: each CNN-LSTM's learned softmax weights over the encoder layers ([] without)."""
+    from ser.training.model import LayerMix
+
+    models = [model, *(layer for layer in model.layers if hasattr(layer, "layers"))]
+    return [
+        layer.weights_by_layer().round(4).tolist() for m in models for layer in m.layers if isinstance(layer, LayerMix)
+    ]

@@ -5,13 +5,13 @@ recording. Speakers are what protocol (a) already holds out and lengths are `ben
 measures the other two on RAVDESS itself, with the pipeline's statistics head (`ser.training.stats_head.fit_linear`
 on the mean and std of `features.whisper_layers`) over the benchmark's protocol (a) folds:
 
-- **conditions**: the test actors' windows under white noise (`noise:SNR`), a telephone line (`telephone`), a
+- **conditions**: the test speakers' windows under white noise (`noise:SNR`), a telephone line (`telephone`), a
   synthetic room (`reverb:RT60`) and a level change (`level:DB`; `ser.data.augment`), scored by a head fitted on
   clean windows (`clean`) and by one fitted on the clean windows plus one copy of each under a random condition
-  of the same four families at a random strength (`multi-condition`). C is chosen on the validation actors'
-  clean windows; the two heads are compared on the validation actors' mean UAR over clean and every condition.
-- **sentence**: RAVDESS has two sentences. A head fitted on the training actors' clips of one of them (C on the
-  validation actors' clips of that one) scores the test actors' clips of the same sentence and of the other,
+  of the same four families at a random strength (`multi-condition`). C is chosen on the validation speakers'
+  clean windows; the two heads are compared on the validation speakers' mean UAR over clean and every condition.
+- **sentence**: RAVDESS has two sentences. A head fitted on the training speakers' clips of one of them (C on the
+  validation speakers' clips of that one) scores the test speakers' clips of the same sentence and of the other,
   both ways round: the gap is what a sentence never heard costs.
 
 Each condition's windows are encoded once and cached (`--cache`); the per-fold test scores carry the expected
@@ -28,17 +28,18 @@ import hashlib
 import logging
 import sys
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ser.data.clips import clip_seed
+
 ROOT = Path(__file__).resolve().parents[1]
 CONDITIONS = ("noise:20", "noise:10", "telephone", "reverb:0.5", "level:-30")
 FAMILIES = ("noise", "telephone", "reverb", "level")
 RANDOM = {"noise": (5.0, 30.0), "reverb": (0.2, 0.8), "level": (-40.0, 0.0)}  # the multi-condition copies' range
-INDEX = ("clip_id", "actor", "emotion", "statement")
+INDEX = ("clip_id", "corpus", "speaker", "gender", "emotion", "statement")  # the clip index kept in the cache
 MIXED = "mixed"  # one random condition per clip: the multi-condition head's training copies
 log = logging.getLogger("robustness_probe")
 
@@ -96,12 +97,12 @@ def pooled_conditions(
     from ser.training.stats_head import clip_stats
 
     variants = ["clean", *conditions, MIXED]
-    if (cached := load_pooled(cache, variants)) is not None:
+    if (cached := load_pooled(cache, variants, INDEX)) is not None:
         return cached
     clips, _ = usable_clips(build_manifest(corpus_dir, workers=params.features.workers))
     index, waves = window_clips(clips, corpus_dir, np.zeros(len(clips), int), params.features, params.augment)
     sr = params.features.sample_rate
-    seeds = [zlib.crc32(c.encode()) for c in index["clip_id"]]  # each clip's noise and room, whatever the order
+    seeds = [clip_seed(c) for c in index["clip_id"]]  # each clip's noise and room, whatever the order
     out = {}
     for variant in variants:
         started = time.perf_counter()
@@ -214,9 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     pooled, index = pooled_conditions(args.corpus, params, args.conditions, cache, args.level_db)
     encode_s = time.perf_counter() - start
-    classes = params.data.classes
+    classes = params.data.class_set(index["emotion"])
     y = index["emotion"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    folds = row_folds(index["actor"].astype(int).to_numpy(), params, args.folds)
+    folds = row_folds(index, params, args.folds)
     heads = condition_folds(pooled, y, folds, classes)
     sentences = sentence_folds(pooled["clean"], y, index["statement"].astype(int).to_numpy(), folds, classes)
     command = " ".join(["python -m bench.robustness_probe", *(argv if argv is not None else sys.argv[1:])])

@@ -52,7 +52,7 @@ def report(res: dict, classes: list[str]) -> list[str]:
         f"{res['layers']}, "
         + ("" if res.get("level_db") is None else f"every window scaled to {res['level_db']:g} dBFS gated level, ")
         + f"encoding {res['encode_seconds']:.0f} s (0 when cached), wall time "
-        f"{res['wall_seconds'] / 60:.1f} min. Protocol (a) folds; C chosen on the validation actors' clean windows; "
+        f"{res['wall_seconds'] / 60:.1f} min. Protocol (a) folds; C chosen on the validation speakers' clean windows; "
         "mean ± std over folds.",
         "",
         "| condition | " + " | ".join(f"{n}: val UAR | test accuracy | test UAR | test ECE" for n in heads) + " |",
@@ -73,7 +73,7 @@ def report(res: dict, classes: list[str]) -> list[str]:
         + ", ".join(f"{n} {100 * v:.1f} %" for n, v in choice.items())
         + f"; chosen: **{max(choice, key=lambda n: choice[n])}**.",
         "",
-        "Predicted-class share on the test actors (%; each class is 1/8 = 12.5 % of RAVDESS but neutral, 6.7 %):",
+        "Predicted-class share on the test speakers (%; each class is 1/8 = 12.5 % of RAVDESS but neutral, 6.7 %):",
         "",
         "| head | condition | " + " | ".join(classes) + " |",
         "| - | - | " + " | ".join("-" for _ in classes) + " |",
@@ -86,7 +86,7 @@ def report(res: dict, classes: list[str]) -> list[str]:
     lines += [
         "",
         "The unheard sentence: the clean head fitted on one sentence's clips (both ways round, C on the validation "
-        "actors' clips of it), scored on the test actors' clips of the same sentence and of the other:",
+        "speakers' clips of it), scored on the test speakers' clips of the same sentence and of the other:",
         "",
         "| test clips | accuracy | UAR | ECE |",
         "| - | - | - | - |",

@@ -3,9 +3,9 @@
 Each usable clip's model window (`features.offset`, `features.duration`; no augmentation) goes through the
 frozen encoder once with every layer kept (`ser.features.extract`, `whisper_layers` 0-6). A set of layers is
 reduced to each state dimension's mean and standard deviation over the window, and per fold of protocol (a)
-(the benchmark's folds and validation actors) a logistic regression on standardised inputs, its C chosen on
-the validation actors' UAR, is fitted on the training actors and scores the test actors. Choose layers on the
-validation column; the test columns are for the record.
+(the benchmark's folds and validation speakers) a logistic regression on standardised inputs, its C chosen on
+the validation speakers' UAR, is fitted on the training speakers and scores the test speakers. Choose layers on
+the validation column; the test columns are for the record.
 
     .venv/bin/python -m bench.whisper_probe --specs 6 5 4 3 2 1 0 3,4 2,3,4 --out reports/whisper-probe
     .venv/bin/python -m bench.whisper_probe --specs 3,4 --set features.whisper_context=30 --out reports/probe-context30
@@ -90,7 +90,7 @@ def probe(
     """Per fold: C (and the speaker directions projected out) chosen on validation UAR, then test scores.
 
     The fit is the pipeline's statistics head (`ser.training.stats_head.fit_linear`, `model.stats_head`;
-    `nap_grid`'s speaker directions come from the fold's training actors only); `seed` only labels the rows
+    `nap_grid`'s speaker directions come from the fold's training speakers only); `seed` only labels the rows
     (the fit is deterministic; it numbers a random reference's draws).
     """
     from sklearn.metrics import accuracy_score, recall_score
@@ -143,9 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         default=["none"],
         choices=["none", "mean", "z"],
-        help="also fit on clip vectors shifted (mean) or standardised (z) per actor (ser/training/enrolment.py)",
+        help="also fit on clip vectors shifted (mean) or standardised (z) per speaker (ser/training/enrolment.py)",
     )
-    ap.add_argument("--reference", nargs="+", default=["all"], help="the clips an actor's statistics use: all|calm|N")
+    ap.add_argument("--reference", nargs="+", default=["all"], help="the clips a speaker's statistics use: all|calm|N")
     ap.add_argument("--draws", type=int, default=3, help="random draws of a numeric --reference, pooled")
     ap.add_argument(
         "--nap",
@@ -179,10 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     pooled, index = pooled_layers(args.corpus, params)
     encode_s = time.perf_counter() - start
-    classes = params.data.classes
+    classes = params.data.class_set(index["emotion"])
     y = index["emotion"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    actor = index["actor"].astype(int).to_numpy()
-    folds = row_folds(actor, params, args.folds)
+    speaker = index["speaker"].to_numpy().astype(str)
+    folds = row_folds(index, params, args.folds)
     results: dict[str, dict[str, Any]] = {}
     for (spec, norm, reference), nap in itertools.product(
         settings(args.specs, args.speaker_norm, args.reference), naps
@@ -192,9 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for draw in range(args.draws if reference.isdigit() else 1):
             x_in = x
-            if norm != "none":  # training and test actors alike: each actor shifted by its own reference clips
-                x_in = speaker_normalise(x, actor, reference_mask(index, reference, seed=draw), scale=norm == "z")
-            rows += probe(x_in, y, folds, seed=draw, speakers=actor, nap_grid=nap)
+            if norm != "none":  # training and test speakers alike: each shifted by its own reference clips
+                x_in = speaker_normalise(x, speaker, reference_mask(index, reference, seed=draw), scale=norm == "z")
+            rows += probe(x_in, y, folds, seed=draw, speakers=speaker, nap_grid=nap)
         key = (spec if norm == "none" else f"{spec} {norm} {reference}") + (
             f" nap {','.join(map(str, nap))}" if nap != (0,) else ""
         )
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         f"wall time {res['wall_seconds'] / 60:.1f} min.",
         "",
         "Mean and std of each state dimension over the window; logistic regression, C chosen on each fold's "
-        "validation actors. Choose on the validation column.",
+        "validation speakers. Choose on the validation column.",
         "",
         "| layers (speaker normalisation, reference) | validation UAR | test accuracy | test UAR |",
         "| - | - | - | - |",

@@ -5,7 +5,7 @@ every path through the project reads audio the same way. `normalise_level` is
 `features.level_db`'s step inside `ser.features.extract`.
 
     wave = load_audio("clip.flac", sample_rate=16000)
-    window = fixed_window(wave, 16000, offset=0.5, duration=3.5)
+    window = fixed_window(wave, 16000, offset=window_start(wave, 16000, 0.5, "speech"), duration=3.5)
     same_level = normalise_level(np.stack([window]), 16000, target_db=-25.0)
 """
 
@@ -63,6 +63,35 @@ def fixed_window(wave: np.ndarray, sample_rate: int, offset: float, duration: fl
     return segment.astype(np.float32, copy=False)
 
 
+SPEECH_FRAME_S, SPEECH_HOP_S = 0.025, 0.010  # speech frames: 25 ms, every 10 ms
+SPEECH_TOP_DB = 35.0  # a frame this far below the wave's loudest still counts as speech (clean recordings)
+
+
+def speech_frames(wave: np.ndarray, sample_rate: int, top_db: float = SPEECH_TOP_DB) -> tuple[np.ndarray, np.ndarray]:
+    """Centre times (s) of the 25 ms frames of `wave` and whether each is speech (its RMS within `top_db` of the
+    loudest frame's)."""
+    frame, hop = int(round(SPEECH_FRAME_S * sample_rate)), int(round(SPEECH_HOP_S * sample_rate))
+    if wave.shape[0] < frame:
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    frames = np.lib.stride_tricks.sliding_window_view(np.asarray(wave, np.float64), frame)[::hop]
+    rms = np.sqrt(np.mean(frames**2, axis=1))
+    centres = (np.arange(rms.shape[0]) * hop + frame / 2) / sample_rate
+    loudest = rms.max()
+    if loudest <= 0:  # digital silence: no speech at all
+        return centres, np.zeros(rms.shape[0], dtype=bool)
+    return centres, rms >= loudest * 10 ** (-top_db / 20)
+
+
+def window_start(wave: np.ndarray, sample_rate: int, offset: float, align: str = "fixed") -> float:
+    """Where a clip's model window starts (`features.align`): at `offset` (fixed), or `offset` seconds before the
+    first speech frame, never before the clip's start (speech: a corpus whose clips open with speech keeps it)."""
+    if align == "fixed":
+        return offset
+    centres, speech = speech_frames(wave, sample_rate)
+    onset = float(centres[speech][0] - SPEECH_FRAME_S / 2) if speech.any() else 0.0
+    return max(0.0, onset - offset)
+
+
 def audio_length(window: np.ndarray) -> int:
     """Samples up to the last non-zero one: the window's length once its zero padding is cut off."""
     nonzero = np.flatnonzero(window)
@@ -108,8 +137,19 @@ def gated_level(waves: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def normalise_level(waves: np.ndarray, sample_rate: int, target_db: float) -> np.ndarray:
-    """The waves scaled to `target_db` gated level (`gated_level`); silent or too-short waves left as they are."""
-    waves = np.asarray(waves, np.float32)
+    """The waves with their DC offset removed and scaled to `target_db` gated level (`gated_level`), the gain capped
+    so no sample passes full scale (a recording with a loud click stays below it rather than being pushed far over
+    what training saw); silent or too-short waves are only centred.
+
+    The offset is each wave's mean over its audio, up to its zero padding (`audio_length`), so the padding stays
+    zero.
+    """
+    waves = np.array(waves, np.float32, ndmin=2)
+    for wave in waves.reshape(-1, waves.shape[-1]):
+        end = audio_length(wave)
+        wave[:end] -= wave[:end].mean() if end else 0.0
     gain = 10 ** ((target_db - gated_level(waves, sample_rate)) / 20)
+    peak = np.abs(waves.reshape(len(waves), -1)).max(axis=1)
+    gain = np.minimum(gain, 1.0 / np.maximum(peak, 1e-9))
     gain = np.where(np.isfinite(gain), gain, 1.0).astype(np.float32)
     return waves * gain.reshape(-1, *([1] * (waves.ndim - 1)))

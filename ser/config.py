@@ -1,7 +1,8 @@
 """Typed view of `params.yaml`, checked before any stage touches data.
 
 Every stage loads its section through `load_params`; a bad value fails fast with
-an error naming the file and the key (`split.test_actors`) and what was expected.
+an error naming the file and the key (`split.test_speakers`) and what was expected.
+The corpora's sections (`data`, `split`) are defined in `ser.corpora`.
 
     params = load_params("params.yaml")
     params.features.n_mels
@@ -13,57 +14,24 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ser.corpora import DataParams as DataParams
+from ser.corpora import SourceParams as SourceParams
+from ser.corpora import SplitParams as SplitParams
+from ser.corpora import Strict as _Strict
+from ser.corpora import SyntheticParams as SyntheticParams
 from ser.features.kinds import feature_kind
-from ser.labels import LabelError, select_classes
 
 
 class ParamsError(ValueError):
     """params.yaml is missing, unreadable or holds a value outside its allowed range."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SyntheticParams(_Strict):
-    n_actors: int = Field(12, ge=1, le=99)
-    seed: int = 0
-
-
-class DataParams(_Strict):
-    source: str = "synthetic"  # synthetic | ravdess | a folder of RAVDESS-layout audio
-    synthetic: SyntheticParams = Field(default_factory=SyntheticParams)
-    classes: list[str] = []
-
-    @field_validator("classes")
-    @classmethod
-    def _known_classes(cls, value: list[str]) -> list[str]:
-        try:
-            return select_classes(value)
-        except LabelError as err:
-            raise ValueError(str(err)) from None
-
-
-class SplitParams(_Strict):
-    method: Literal["speaker", "random"] = "speaker"
-    val_actors: int = Field(2, ge=1)
-    test_actors: int = Field(2, ge=1)
-    val_fraction: float = Field(0.1, gt=0, lt=1)
-    test_fraction: float = Field(0.2, gt=0, lt=1)
-    seed: int = 42
-
-    @model_validator(mode="after")
-    def _fractions_leave_training(self) -> SplitParams:
-        if self.val_fraction + self.test_fraction >= 1:
-            raise ValueError("val_fraction + test_fraction must be below 1 to leave clips to train on")
-        return self
-
-
 class FeatureParams(_Strict):
     sample_rate: int = Field(16000, ge=4000, le=96000)
-    offset: float = Field(0.5, ge=0)
+    offset: float = Field(0.5, ge=0)  # seconds skipped (align fixed), or kept before the speech onset (speech)
+    align: Literal["fixed", "speech"] = "fixed"  # where each clip's window starts (ser.audio.window_start)
     duration: float = Field(3.5, gt=0, le=30)
     n_fft: int = Field(1024, ge=64)
     hop_length: int = Field(256, ge=16)
@@ -181,6 +149,8 @@ class TrainParams(_Strict):
     schedule: Literal["plateau", "cosine"] = "plateau"  # plateau: halve, stop early, best epoch; cosine: decay to 0
     average_last: int = Field(0, ge=0)  # cosine only: mean of the last min(n, epochs) epochs' weights (SWA); 0 = off
     refit: bool = False  # cosine only: final fit on training + validation once validation chose the head's C
+    # none | weights (loss weights) | sampler (balanced batches): every corpus and, within it, every class the same
+    balance: Literal["none", "weights", "sampler"] = "none"
 
     @model_validator(mode="after")
     def _averaging_needs_cosine(self) -> TrainParams:
@@ -199,7 +169,8 @@ class GateParams(_Strict):
 
 
 class EvaluateParams(_Strict):
-    gates: GateParams = Field(default_factory=GateParams)
+    gates: GateParams = Field(default_factory=GateParams)  # on the pooled test split
+    corpus_gates: dict[str, GateParams] = {}  # a corpus's own floors, e.g. {emodb: {min_uar: 0.5}}
     champion_tolerance: float = Field(0.02, ge=0, le=1)  # candidate may trail the champion by this much UAR
 
 

@@ -22,7 +22,9 @@ from matplotlib.patches import Patch
 from ser.io import atomic_path
 
 GENDER_COLOURS = {"female": "tab:red", "male": "tab:blue"}
+UNKNOWN_COLOUR = "tab:grey"  # a speaker of unknown gender
 INTENSITY_COLOURS = {"normal": "tab:blue", "strong": "tab:orange"}
+MIN_SLOTS = 10  # bar slots per speaker panel: a corpus of few speakers does not get very wide bars
 
 
 def save(fig: Figure, path: Path) -> Path:
@@ -86,37 +88,76 @@ def bars(ax, labels: list, values: np.ndarray, colours, bottom: np.ndarray | Non
     return ax.bar(np.arange(len(labels)), values, color=colours, bottom=bottom, label=label)
 
 
-def plot_counts(clips: pd.DataFrame, emotions: list[str], dest: Path) -> dict[str, Path]:
-    """Clips per emotion (stacked by intensity), per intensity, and per actor (coloured by gender)."""
+def plot_counts(clips: pd.DataFrame, emotions: list[str], stack: str | None, dest: Path) -> dict[str, Path]:
+    """Clips per emotion (stacked by the column `stack`, e.g. corpus or intensity, when given), per intensity
+    (over the clips that record one; no figure when none does), and per speaker (`plot_speakers`)."""
     fig = Figure(figsize=(9, 4), layout="constrained")
     ax = fig.subplots()
-    table = pd.crosstab(clips["emotion"], clips["intensity"]).reindex(index=emotions, fill_value=0)
+    column = clips[stack] if stack else pd.Series("clips", index=clips.index)
+    table = pd.crosstab(clips["emotion"], column).reindex(index=emotions, columns=pd.unique(column), fill_value=0)
+    palette = INTENSITY_COLOURS if stack == "intensity" else {c: f"C{i}" for i, c in enumerate(table.columns)}
     bottom = np.zeros(len(emotions))
-    for intensity in table.columns:
-        bars(ax, emotions, table[intensity].to_numpy(), INTENSITY_COLOURS.get(intensity), bottom, intensity)
-        bottom = bottom + table[intensity].to_numpy()
+    for part in table.columns:
+        bars(ax, emotions, table[part].to_numpy(), palette.get(part), bottom, part)
+        bottom = bottom + table[part].to_numpy()
     ax.bar_label(cast(BarContainer, ax.containers[-1]), labels=[str(int(n)) for n in bottom], fontsize=8)
-    ax.set(ylabel="clips", title="Clips per emotion (stacked by intensity)")
-    ax.legend(title="intensity")
+    ax.set(ylabel="clips", title=f"Clips per emotion (stacked by {stack})" if stack else "Clips per emotion")
+    if stack:
+        ax.legend(title=stack)
     out = {"counts_emotion": save(fig, dest / "counts_emotion.png")}
 
-    fig = Figure(figsize=(5, 4), layout="constrained")
-    ax = fig.subplots()
-    counts = clips["intensity"].value_counts().sort_index()
-    ax.bar_label(bars(ax, counts.index.tolist(), counts.to_numpy(), [INTENSITY_COLOURS.get(i) for i in counts.index]))
-    ax.set(ylabel="clips", title="Clips per intensity")
-    out["counts_intensity"] = save(fig, dest / "counts_intensity.png")
-
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    ax = fig.subplots()
-    actors = clips.groupby("actor").agg(n=("clip_id", "size"), gender=("gender", "first"))
-    colours = [GENDER_COLOURS.get(g, "grey") for g in actors["gender"]]
-    ax.bar_label(bars(ax, actors.index.tolist(), actors["n"].to_numpy(), colours), fontsize=8)
-    ax.set_ylim(0, actors["n"].max() * 1.25)
-    legend(ax, GENDER_COLOURS, loc="upper center", ncols=2)
-    ax.set(xlabel="actor", ylabel="clips", title="Clips per actor (colour: gender)")
-    out["counts_actor"] = save(fig, dest / "counts_actor.png")
+    known = clips.loc[clips["intensity"] != "", "intensity"]
+    if len(known):
+        fig = Figure(figsize=(5, 4), layout="constrained")
+        ax = fig.subplots()
+        counts = known.value_counts().sort_index()
+        colours = [INTENSITY_COLOURS.get(i) for i in counts.index]
+        ax.bar_label(bars(ax, counts.index.tolist(), counts.to_numpy(), colours))
+        partial = "" if len(known) == len(clips) else f"\n({', '.join(pd.unique(clips.loc[known.index, 'corpus']))})"
+        ax.set(ylabel="clips", title=f"Clips per intensity{partial}")
+        out["counts_intensity"] = save(fig, dest / "counts_intensity.png")
+    out["counts_speaker"] = plot_speakers(clips, dest / "counts_speaker.png")
     return out
+
+
+def speaker_ticks(ax, ids: list[str]) -> None:
+    """Label a speaker panel's bars with `ids`: level when few and short, turned when more, none when too many."""
+    n, longest = len(ids), max(len(i) for i in ids)
+    if n > 120:
+        ax.set_xticks([])
+        ax.set_xlabel(f"{n} speakers (too many to label)")
+    elif n <= 30 and longest <= 4:
+        ax.set_xticks(np.arange(n), ids, fontsize=8)
+    else:
+        short = [i if len(i) <= 14 else "\u2026" + i[-13:] for i in ids]  # the end tells numbered ids apart
+        ax.set_xticks(np.arange(n), short, fontsize=8 if n <= 60 else 6, rotation=90)
+
+
+def plot_speakers(clips: pd.DataFrame, out_png: Path) -> Path:
+    """Clips per speaker, one panel per corpus (manifest order), bars coloured by gender (grey: unknown)."""
+    corpora = list(pd.unique(clips["corpus"]))
+    fig = Figure(figsize=(12, max(4.0, 0.8 + 2.6 * len(corpora))), layout="constrained")
+    axes = fig.subplots(len(corpora), 1, squeeze=False)[:, 0]
+    for ax, corpus in zip(axes, corpora, strict=True):
+        own = clips[clips["corpus"] == corpus]
+        speakers = own.groupby("speaker").agg(n=("clip_id", "size"), gender=("gender", "first"))
+        n = len(speakers)
+        colours = [GENDER_COLOURS.get(g, UNKNOWN_COLOUR) for g in speakers["gender"]]
+        drawn = ax.bar(np.arange(n), speakers["n"].to_numpy(), color=colours)
+        if n <= 40:
+            ax.bar_label(drawn, fontsize=8)
+        speaker_ticks(ax, [str(s).removeprefix(f"{corpus}:") for s in speakers.index])
+        pad = max(0.6, (MIN_SLOTS - n) / 2)
+        ax.set_xlim(-pad, n - 1 + pad)
+        ax.set_ylim(0, speakers["n"].max() * 1.2)
+        ax.set(ylabel="clips", title=f"{corpus}: {n} speaker{'s' * (n != 1)}, {len(own)} clips")
+    genders = set(clips["gender"])
+    shown = {g: c for g, c in GENDER_COLOURS.items() if g in genders}
+    if genders - set(GENDER_COLOURS):
+        shown["unknown"] = UNKNOWN_COLOUR
+    fig.legend(handles=[Patch(color=c, label=g) for g, c in shown.items()], loc="outside upper right", ncols=3)
+    fig.suptitle("Clips per speaker (colour: gender)")
+    return save(fig, out_png)
 
 
 def plot_examples(
@@ -160,7 +201,8 @@ def plot_examples(
         for ax in axes[len(examples) :]:
             ax.set_visible(False)
         for i, (ax, (emotion, clip)) in enumerate(zip(axes, examples.iterrows(), strict=False)):
-            ax.set_title(f"{emotion} ({clip['intensity']}), {clip['clip_id']}", fontsize=10)
+            intensity = f" ({clip['intensity']})" if clip["intensity"] else ""
+            ax.set_title(f"{emotion}{intensity}, {clip['clip_id']}", fontsize=10)
             if images is None:
                 ax.plot(np.arange(len(waves[i])) / sample_rate, waves[i], lw=0.4, color="tab:blue")
                 ax.axvspan(*window, color="tab:orange", alpha=0.12)
@@ -174,14 +216,14 @@ def plot_examples(
                     extent=(*window, low, low + images[i].shape[0]),
                     **style,
                 )
-        for ax in axes[len(examples) - 2 : len(examples)]:
+        for ax in axes[max(0, len(examples) - 2) : len(examples)]:
             ax.set_xlabel("time (s)")
             ax.xaxis.set_tick_params(labelbottom=True)
         for ax in axes[::2]:
             ax.set_ylabel(ylabel)
         if images is not None:
             fig.colorbar(image, ax=axes.tolist(), shrink=0.7, label="dB" if name == "logmel" else "value")
-        fig.suptitle(f"{title} per emotion, actor {int(examples['actor'].iloc[0])}")
+        fig.suptitle(f"{title} per emotion, speaker {examples['speaker'].iloc[0]}")
         out[name] = save(fig, dest / f"{name}.png")
     return out
 
@@ -228,7 +270,11 @@ def plot_distributions(clips: pd.DataFrame, emotions: list[str], pitch: pd.DataF
     for shift, (gender, colour) in zip((-0.2, 0.2), GENDER_COLOURS.items(), strict=True):
         sel = pitch[pitch["gender"] == gender]
         boxes(ax, [sel.loc[sel["emotion"] == e, "f0"].to_numpy(float) for e in emotions], at + shift, colour, 0.35)
-    legend(ax, GENDER_COLOURS)
+    if pitch.empty:
+        ax.text(0.5, 0.5, "no clip of a speaker of known gender", transform=ax.transAxes, ha="center")
+        ax.set(xlim=(-0.5, len(emotions) - 0.5), yticks=[])
+    else:
+        legend(ax, GENDER_COLOURS)
     ax.set(
         xticks=at, xticklabels=emotions, ylabel="median f0 (Hz)", title="Pitch per emotion and gender (sampled clips)"
     )

@@ -22,7 +22,7 @@ def tiny_params(**overrides: dict) -> dict:
     """params.yaml for a run of seconds: 4 synthetic actors, small model, few epochs."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"]["synthetic"]["n_actors"] = 4
-    params["split"].update(val_actors=1, test_actors=1)
+    params["split"].update(val_speakers=1, test_speakers=1)
     params["features"].update(n_mels=32, hop_length=512, workers=1)
     params["augment"]["copies"] = 1
     params["augment"]["pitch"]["rate"] = 0.1

@@ -122,8 +122,9 @@ def make_tiny_model(
 
         rng = np.random.default_rng(seed)
         x = (mean + 10 * rng.standard_normal((96, *shape))).astype(np.float32)
-        y, actor = np.arange(96) % len(CLASSES), np.arange(96) // 16
-        train, val = Speakers.of(x[:64], y[:64], actor[:64]), Speakers.of(x[64:], y[64:], actor[64:])
+        y = np.arange(96) % len(CLASSES)
+        speaker = np.array([f"synthetic:{n:02d}" for n in np.arange(96) // 16 + 1])  # as featurize writes them
+        train, val = Speakers.of(x[:64], y[:64], speaker[:64]), Speakers.of(x[64:], y[64:], speaker[64:])
         fit_enrolment_head(train, val, len(CLASSES), clips=4)[0].save(model_dir / FILE)
     write_json(
         model_dir / "preprocess.json",

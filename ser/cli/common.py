@@ -34,6 +34,7 @@ INPUT_ERRORS = [
     ("ser.data.eda", "EdaError"),
     ("ser.data.featurize", "FeaturizeError"),
     ("ser.data.ingest", "IngestError"),
+    ("ser.data.clips", "SourceError"),
     ("ser.data.splits", "SplitError"),
     ("ser.labels", "LabelError"),
     ("ser.serving.predict", "PredictError"),

@@ -23,13 +23,14 @@ def ingest(
     params: ParamsOpt = Path("params.yaml"),
     out: Annotated[Path, typer.Option(help="Folder to fill with the corpus audio.")] = Path("data/raw"),
     manifest: Annotated[Path, typer.Option(help="Manifest CSV to write.")] = Path("data/manifest.csv"),
-    download_dir: Annotated[Path, typer.Option(help="Cache for the Zenodo download.")] = Path("data/download"),
+    corpora: Annotated[Path, typer.Option(help="Corpora JSON to write (licence, counts).")] = Path("data/corpora.json"),
+    download_dir: Annotated[Path, typer.Option(help="Cache for downloaded corpora.")] = Path("data/download"),
 ) -> None:
-    """Put the corpus under data/ and write the clip manifest."""
+    """Put every corpus of data.sources under data/ and write one clip manifest."""
     from ser.config import load_params
     from ser.data.ingest import ingest as run
 
-    run(load_params(params).data, out, manifest, download_dir, workers=os.cpu_count() or 2)
+    run(load_params(params).data, out, manifest, download_dir, workers=os.cpu_count() or 2, corpora_path=corpora)
 
 
 @app.command()
@@ -39,12 +40,13 @@ def featurize(
     manifest: Annotated[Path, typer.Option(help="Manifest CSV of the clips.")] = Path("data/manifest.csv"),
     audio_dir: Annotated[Path, typer.Option(help="Folder the manifest paths are relative to.")] = Path("data/raw"),
     out: Annotated[Path, typer.Option(help="Folder for the feature arrays.")] = Path("data/features"),
+    corpora: Annotated[Path | None, typer.Option(help="Corpora JSON written by ingest.")] = Path("data/corpora.json"),
 ) -> None:
-    """Split, augment the training split, and compute log-mel features."""
+    """Split by speaker, augment the training split, and compute the features."""
     from ser.config import load_params
     from ser.data.featurize import featurize as run
 
-    run(load_params(params), manifest, audio_dir, out)
+    run(load_params(params), manifest, audio_dir, out, corpora_path=corpora)
 
 
 @app.command()
@@ -60,6 +62,21 @@ def train(
     from ser.training.train import train as run
 
     run(load_params(params), features, model_dir, history)
+
+
+def parse_map(items: list[str]) -> dict[str, str | None]:
+    """`--map OWN=OURS` options as a mapping (an empty OURS leaves OWN's clips out), checked against our names."""
+    from ser.labels import EMOTIONS
+
+    mapping: dict[str, str | None] = {}
+    for item in items:
+        own, sep, ours = item.partition("=")
+        if not sep or not own or (ours and ours not in EMOTIONS):
+            raise typer.BadParameter(
+                f"{item!r}: expected OWN=OURS with OURS one of {list(EMOTIONS)} or empty", param_hint="--map"
+            )
+        mapping[own] = ours or None
+    return mapping
 
 
 def print_metrics(m: dict, title: str) -> None:
@@ -90,7 +107,16 @@ def evaluate(
         typer.Option(help="Cross-corpus: a folder of audio to score instead of the test split (needs --labels)."),
     ] = None,
     labels: Annotated[
-        Path | None, typer.Option(help="Cross-corpus: TSV of relative path<TAB>emotion (RAVDESS vocabulary).")
+        Path | None,
+        typer.Option(
+            help="Cross-corpus: a labels table (path, emotion[, speaker...] header) or a TSV path<TAB>emotion."
+        ),
+    ] = None,
+    map_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map", metavar="OWN=OURS", help="Cross-corpus: the corpus's label OWN is our OURS (empty: left out)."
+        ),
     ] = None,
 ) -> None:
     """Score the model on the test split and apply the quality gates, or (--corpus/--labels) on another corpus."""
@@ -102,16 +128,22 @@ def evaluate(
         from ser.serving.crosscorpus import evaluate_corpus
 
         assert labels is not None  # --corpus and --labels go together (checked above)
-        m = evaluate_corpus(
-            model_dir, corpus, labels, metrics, predictions, confusion_png, hop_s=load_params(params).serve.window_hop_s
-        )
+        hop = load_params(params).serve.window_hop_s
+        mapping = parse_map(map_ or [])
+        m = evaluate_corpus(model_dir, corpus, labels, metrics, predictions, confusion_png, hop_s=hop, emotions=mapping)
         print_metrics(m, f"{corpus} ({len(m['classes_in_corpus'])} classes)")
         return
     from ser.training.evaluate import evaluate as run
 
     loaded = load_params(params)
-    m = run(model_dir, features, metrics, predictions, confusion_png, loaded.evaluate.gates, loaded.enrolment)
+    ev = loaded.evaluate
+    m = run(model_dir, features, metrics, predictions, confusion_png, ev.gates, loaded.enrolment, ev.corpus_gates)
     print_metrics(m, "test split")
+    for name, c in m.get("per_corpus", {}).items():
+        typer.echo(
+            f"  {name}: accuracy {c['accuracy']:.3f}  UAR {c['uar']:.3f}  macro-F1 {c['macro_f1']:.3f}  "
+            f"(n = {c['n_test']}, {len(c['classes_in_corpus'])} classes)"
+        )
     if "enrolment" in m:
         e = m["enrolment"]
         typer.echo(
@@ -146,17 +178,21 @@ def report(
     manifest: Annotated[Path, typer.Option(help="Manifest CSV of the clips.")] = Path("data/manifest.csv"),
     audio_dir: Annotated[Path, typer.Option(help="Folder the manifest paths are relative to.")] = Path("data/raw"),
     out: Annotated[Path, typer.Option(help="Folder to replace with index.html and the PNGs.")] = Path("reports/eda"),
-    actor: Annotated[
-        int | None, typer.Option(help="Actor of the per-emotion figures [default: lowest with every emotion].")
+    speaker: Annotated[
+        str | None,
+        typer.Option(
+            help="Speaker of the per-emotion figures, as in the manifest (e.g. ravdess:01) "
+            "[default: the first, sorted, of those with the most emotions]."
+        ),
     ] = None,
 ) -> None:
-    """Write the corpus report: HTML page of EDA figures (class balance, examples, durations, loudness, pitch,
-    speech against the model window)."""
+    """Write the corpus report: HTML page of EDA figures (class balance per corpus and speaker, examples,
+    durations, loudness, pitch, speech against the model window)."""
     from ser.config import load_params
     from ser.data.eda import eda_report
 
-    result = eda_report(manifest, audio_dir, out, load_params(params), actor=actor)
-    typer.echo(f"wrote {result['index']} ({len(result['figures'])} figures, example actor {result['actor']})")
+    result = eda_report(manifest, audio_dir, out, load_params(params), speaker=speaker)
+    typer.echo(f"wrote {result['index']} ({len(result['figures'])} figures, example speaker {result['speaker']})")
 
 
 validate_app = typer.Typer(
@@ -178,12 +214,13 @@ def validate_raw(
     ),
     result: Annotated[Path, typer.Option(help="JSON result (dvc metrics).")] = Path("reports/validate/raw.json"),
     report: Annotated[Path, typer.Option(help="HTML report.")] = Path("reports/validate/raw.html"),
+    corpora: Annotated[Path | None, typer.Option(help="Corpora JSON written by ingest.")] = Path("data/corpora.json"),
 ) -> None:
     """Check the raw corpus against the data contract; stop on a broken clip, label or split."""
     from ser.config import load_params
     from ser.data.validate import validate_raw as run
 
-    r = run(load_params(params), manifest, accepted, quarantine, result, report)
+    r = run(load_params(params), manifest, accepted, quarantine, result, report, corpora_path=corpora)
     typer.echo(
         f"raw contract passed: {r['accepted']} of {r['clips']} clips accepted, {r['quarantined']} "
         f"quarantined ({quarantine}); report {report}"

@@ -74,11 +74,22 @@ def serve(
 @data_app.command("synth")
 @stage
 def data_synth(
-    out: Annotated[Path, typer.Option(help="Folder to write Actor_XX/ folders into.")],
-    actors: Annotated[int, typer.Option(help="Number of actors.")] = 12,
+    out: Annotated[Path, typer.Option(help="Folder to write the corpus into.")],
+    actors: Annotated[int, typer.Option(help="Number of speakers.")] = 12,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+    layout: Annotated[
+        str, typer.Option(help="ravdess: Actor_XX/ folders | labelled: audio/ plus labels.csv in its own names.")
+    ] = "ravdess",
 ) -> None:
-    """Generate the synthetic RAVDESS-layout corpus."""
+    """Generate a synthetic corpus: RAVDESS layout, or a labelled folder as a user's own recordings come."""
+    if layout == "labelled":
+        from ser.data.synth_labelled import LABELLED_NAMES, generate_labelled_corpus
+
+        table = generate_labelled_corpus(out, n_speakers=actors, seed=seed)
+        typer.echo(f"wrote {table} and its audio; its emotions map onto ours as {LABELLED_NAMES}")
+        return
+    if layout != "ravdess":
+        raise typer.BadParameter(f"expected ravdess or labelled, got {layout!r}", param_hint="--layout")
     from ser.data.synth import generate_corpus
 
     typer.echo(f"wrote {len(generate_corpus(out, n_actors=actors, seed=seed))} clips under {out}")
@@ -88,11 +99,16 @@ def data_synth(
 @stage
 def data_fetch(
     dest: Annotated[Path, typer.Option(help="Download and extraction folder.")] = Path("data/download"),
+    corpus: Annotated[
+        str, typer.Option(help="ravdess (speech audio from Zenodo) | emodb (download.zip from the corpus site).")
+    ] = "ravdess",
 ) -> None:
-    """Download RAVDESS speech audio from Zenodo (resumable, checksum-verified)."""
-    from ser.data.download import fetch_ravdess
+    """Download a corpus (resumable, checksum-verified) and print the folder holding its audio."""
+    from ser.data.download import FETCHERS
 
-    typer.echo(f"RAVDESS audio under {fetch_ravdess(dest)}")
+    if corpus not in FETCHERS:
+        raise typer.BadParameter(f"{corpus!r} is not one of {', '.join(FETCHERS)}", param_hint="--corpus")
+    typer.echo(f"{corpus} audio under {FETCHERS[corpus](dest)}")
 
 
 flow_app = typer.Typer(

@@ -1,9 +1,10 @@
 """The data contract: Great Expectations suites, defined in code, and a small runner.
 
 Each check is one GX 1.x expectation tagged with a stable key (`duration`,
-`unique_content`, `actor_one_split`, ...). Rules GX cannot state directly become
-derived columns first (labels re-parsed from the file name, per-actor split
-counts, per-class counts) so every rule shows up in one GX result. `run_suite`
+`unique_content`, `speaker_one_split`, ...). Rules GX cannot state directly become
+derived columns first (labels re-parsed from the file name, per-speaker split
+counts, per-class counts) so every rule shows up in one GX result. Rules of one naming
+scheme (RAVDESS's name fields) carry a GX row condition, so they judge only that scheme's clips. `run_suite`
 validates a DataFrame on an ephemeral context (no GX project on disk) and returns
 plain `CheckResult`s naming the offending rows; `ser.data.validate` turns them into
 the stage's report, quarantine list and error.
@@ -19,12 +20,12 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ser.config import FeatureParams, ValidateParams
-from ser.data.ingest import INTEGER_COLUMNS, MANIFEST_COLUMNS
+from ser.data.ingest import FLOAT_COLUMNS, INTEGER_COLUMNS, MANIFEST_COLUMNS, TEXT_COLUMNS
 from ser.features import feature_kind
 from ser.labels import EMOTIONS, INTENSITIES, LabelError, parse_name
 
 SPLITS = ("train", "val", "test")
-STRING_COLUMNS = ("clip_id", "path", "format", "emotion", "intensity", "gender", "sha256", "decode_error")
+RAVDESS_ROWS = 'scheme=="ravdess"'  # the RAVDESS name checks apply to RAVDESS-named corpora only (and synthetic)
 #: Unique-value checks: in quarantine mode only the later copies leave, the first one stays.
 KEEP_FIRST = {"unique_clip_id": "clip_id", "unique_content": "sha256"}
 
@@ -51,11 +52,13 @@ class CheckResult:
 
 
 def describe(config: dict) -> str:
-    """`expect_x(column, key=value, ...)` from a GX expectation configuration."""
-    kwargs = {k: v for k, v in config["kwargs"].items() if k not in ("batch_id", "result_format")}
+    """`expect_x(column, key=value, ...) where <rows>` from a GX expectation configuration."""
+    kwargs = {k: v for k, v in config["kwargs"].items() if k not in ("batch_id", "result_format", "condition_parser")}
+    condition = kwargs.pop("row_condition", None)
     args = [str(kwargs.pop(k)) for k in ("column", "column_A", "column_B") if k in kwargs]
     args += [f"{k}={v}" for k, v in kwargs.items() if v is not None]
-    return f"{config['type']}({', '.join(args)})"
+    where = (condition.get("pass_through_filter") if isinstance(condition, dict) else condition) or ""
+    return f"{config['type']}({', '.join(args)})" + (f" where {where}" if where else "")
 
 
 def run_suite(suite: str, frame: pd.DataFrame, checks: list, label: str, scope: str) -> list[CheckResult]:
@@ -112,12 +115,12 @@ def schema_checks(present: list[str]) -> list:
     checks = [("columns", E.ExpectTableColumnsToMatchSet(column_set=MANIFEST_COLUMNS, exact_match=True))]
     checks += [
         (f"type_{c}", E.ExpectColumnValuesToBeInTypeList(column=c, type_list=["int64", "Int64", "float64"]))
-        for c in INTEGER_COLUMNS + ("duration_s", "rms_dbfs", "peak", "clip_ratio")
+        for c in INTEGER_COLUMNS + FLOAT_COLUMNS
         if c in present
     ]
     checks += [
         (f"type_{c}", E.ExpectColumnValuesToBeInTypeList(column=c, type_list=["str"]))
-        for c in STRING_COLUMNS
+        for c in TEXT_COLUMNS
         if c in present
     ]
     if "name_ok" in present:
@@ -128,27 +131,24 @@ def schema_checks(present: list[str]) -> list:
 def as_checked(manifest: pd.DataFrame) -> pd.DataFrame:
     """The manifest with text columns as Python objects (GX then type-checks each value)."""
     out = manifest.copy()
-    for col in set(STRING_COLUMNS) & set(out.columns):
+    for col in set(TEXT_COLUMNS) & set(out.columns):
         out[col] = out[col].astype(object).where(out[col].notna(), None)
     return out
 
 
 def _labels_match(row: pd.Series) -> bool | None:
-    """Whether the manifest labels equal what the file name encodes; None for unparsable names."""
+    """Whether a RAVDESS-named clip's labels equal what its file name encodes; None for other schemes and
+    unparsable names (their own checks cover them)."""
+    if row["scheme"] != "ravdess":
+        return None
     try:
         name = parse_name(str(row["path"]).rsplit("/", 1)[-1])
     except LabelError:
         return None
-    got = (
-        row["clip_id"],
-        row["emotion"],
-        row["intensity"],
-        row["statement"],
-        row["repetition"],
-        row["actor"],
-        row["gender"],
-    )
-    want = (name.clip_id, name.emotion, name.intensity, name.statement, name.repetition, name.actor, name.gender)
+    fields = ("emotion", "intensity", "statement", "repetition", "actor", "gender")
+    got = (row["clip_id"], row["speaker"], *(row[f] for f in fields))
+    corpus = row["corpus"]
+    want = (f"{corpus}:{name.clip_id}", f"{corpus}:{name.actor:02d}", *(getattr(name, f) for f in fields))
     return all((pd.isna(g) and w is None) or (not pd.isna(g) and g == w) for g, w in zip(got, want, strict=True))
 
 
@@ -162,25 +162,35 @@ def derive(manifest: pd.DataFrame) -> pd.DataFrame:
 
 
 def clip_checks(c: ValidateParams) -> list:
-    """Per-clip rules on the derived manifest; a clip failing any of them can be quarantined."""
+    """Per-clip rules on the derived manifest; a clip failing any of them can be quarantined.
+
+    Every corpus: decodes, complete, its own naming scheme, an emotion of ours, a speaker, unique clip and
+    content, and the signal bounds. RAVDESS-named corpora also: each field of the name (`RAVDESS_ROWS`).
+    """
     E = _expectations()
     between, pair = E.ExpectColumnValuesToBeBetween, E.ExpectColumnPairValuesToBeEqual
     either = "either_value_is_missing"
+
+    def ravdess(expectation, **kwargs):
+        return expectation(**kwargs, row_condition=RAVDESS_ROWS, condition_parser="pandas")
+
     return [
         ("decodes", E.ExpectColumnValuesToBeNull(column="decode_error")),
         ("complete", pair(column_A="frames_decoded", column_B="frames_declared", ignore_row_if=either)),
         ("name_format", E.ExpectColumnValuesToBeInSet(column="name_ok", value_set=[True])),
-        ("emotion_code", E.ExpectColumnValuesToBeInSet(column="emotion_code", value_set=list(range(1, 9)))),
         ("emotion", E.ExpectColumnValuesToBeInSet(column="emotion", value_set=list(EMOTIONS))),
-        ("intensity", E.ExpectColumnValuesToBeInSet(column="intensity", value_set=list(INTENSITIES))),
-        ("modality", E.ExpectColumnValuesToBeInSet(column="modality", value_set=[3])),
-        ("vocal_channel", E.ExpectColumnValuesToBeInSet(column="vocal_channel", value_set=[1])),
-        ("statement", E.ExpectColumnValuesToBeInSet(column="statement", value_set=[1, 2])),
-        ("repetition", E.ExpectColumnValuesToBeInSet(column="repetition", value_set=[1, 2])),
-        ("actor_range", between(column="actor", min_value=c.actors[0], max_value=c.actors[1])),
-        ("in_actor_folder", E.ExpectColumnValuesToNotBeNull(column="folder_actor")),
-        ("actor_matches_folder", pair(column_A="actor", column_B="folder_actor", ignore_row_if=either)),
-        ("labels_match_name", E.ExpectColumnValuesToBeInSet(column="labels_match_name", value_set=[True])),
+        ("emotion_present", E.ExpectColumnValuesToNotBeNull(column="emotion")),
+        ("speaker_present", E.ExpectColumnValuesToNotBeNull(column="speaker")),
+        ("emotion_code", ravdess(E.ExpectColumnValuesToBeInSet, column="emotion_code", value_set=list(range(1, 9)))),
+        ("intensity", ravdess(E.ExpectColumnValuesToBeInSet, column="intensity", value_set=list(INTENSITIES))),
+        ("modality", ravdess(E.ExpectColumnValuesToBeInSet, column="modality", value_set=[3])),
+        ("vocal_channel", ravdess(E.ExpectColumnValuesToBeInSet, column="vocal_channel", value_set=[1])),
+        ("statement", ravdess(E.ExpectColumnValuesToBeInSet, column="statement", value_set=[1, 2])),
+        ("repetition", ravdess(E.ExpectColumnValuesToBeInSet, column="repetition", value_set=[1, 2])),
+        ("actor_range", ravdess(between, column="actor", min_value=c.actors[0], max_value=c.actors[1])),
+        ("in_actor_folder", ravdess(E.ExpectColumnValuesToNotBeNull, column="folder_actor")),
+        ("actor_matches_folder", ravdess(pair, column_A="actor", column_B="folder_actor", ignore_row_if=either)),
+        ("labels_match_name", ravdess(E.ExpectColumnValuesToBeInSet, column="labels_match_name", value_set=[True])),
         ("unique_clip_id", E.ExpectColumnValuesToBeUnique(column="clip_id")),
         ("unique_content", E.ExpectColumnValuesToBeUnique(column="sha256")),
         ("sample_rate", E.ExpectColumnValuesToBeInSet(column="sample_rate", value_set=list(c.sample_rates))),
@@ -192,29 +202,30 @@ def clip_checks(c: ValidateParams) -> list:
 
 
 def split_tables(clips: pd.DataFrame, classes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-actor split membership and per-(split, class) clip counts from clip/actor/emotion/split rows."""
+    """Per-speaker split membership and per-(split, class) clip counts from clip/speaker/emotion/split rows."""
     clips = clips.drop_duplicates("clip_id") if "clip_id" in clips else clips
-    actors = clips.groupby("actor")["split"].agg(lambda s: "+".join(sorted(set(s)))).reset_index(name="splits")
-    actors["n_splits"] = actors["splits"].str.count(r"\+") + 1
-    actors["label"] = [f"actor {int(a):02d} in {s}" for a, s in zip(actors["actor"], actors["splits"], strict=True)]
+    speakers = clips.groupby("speaker")["split"].agg(lambda s: "+".join(sorted(set(s)))).reset_index(name="splits")
+    speakers["n_splits"] = speakers["splits"].str.count(r"\+") + 1
+    speakers["label"] = [f"speaker {a} in {s}" for a, s in zip(speakers["speaker"], speakers["splits"], strict=True)]
     grid = pd.MultiIndex.from_product([SPLITS, classes], names=["split", "emotion"])
     cells = clips.groupby(["split", "emotion"]).size().reindex(grid, fill_value=0).reset_index(name="clips")
     cells["label"] = cells["split"] + "/" + cells["emotion"]
-    return actors, cells
+    return speakers, cells
 
 
 def check_splits(
     clips: pd.DataFrame, classes: list[str], suite: str = "splits", speaker_independent: bool = True
 ) -> list[CheckResult]:
-    """No actor in two splits and every class in every split, for a table with actor/emotion/split columns.
+    """No speaker in two splits and every class in every split, for a table with speaker/emotion/split columns.
 
-    `speaker_independent=False` (the article's random split, where actors leak by design) drops the actor check.
+    `speaker_independent=False` (the article's random split, where speakers leak by design) drops the speaker
+    check.
     """
     E = _expectations()
-    actors, cells = split_tables(clips, classes)
-    one = [("actor_one_split", E.ExpectColumnValuesToBeBetween(column="n_splits", min_value=1, max_value=1))]
+    speakers, cells = split_tables(clips, classes)
+    one = [("speaker_one_split", E.ExpectColumnValuesToBeBetween(column="n_splits", min_value=1, max_value=1))]
     every = [("class_in_every_split", E.ExpectColumnValuesToBeBetween(column="clips", min_value=1))]
-    results = run_suite(suite, actors, one, "label", "table") if speaker_independent else []
+    results = run_suite(suite, speakers, one, "label", "table") if speaker_independent else []
     return results + run_suite(f"{suite} (classes)", cells, every, "label", "table")
 
 

@@ -1,10 +1,11 @@
 """Speech coverage of the model window: how much of each clip's speech the fixed window keeps.
 
-The model sees `features.duration` seconds from `features.offset` (params.yaml) of every clip in
-training and evaluation (and of clips up to `offset + duration` long when serving): speech before
-the offset or after the window's end is never seen. Here speech is every 25 ms frame (10 ms hop)
-whose RMS lies within `SPEECH_TOP_DB` of the clip's loudest frame, an energy threshold suited to
-clean studio recordings such as RAVDESS. `ser report` shows the summary and a figure on the EDA page:
+The model sees `features.duration` seconds of every clip in training and evaluation, from where
+`ser.audio.window_start` puts the window (`features.offset`, or that long before the speech onset
+with `features.align: speech`): speech before the window or after its end is never seen. Speech
+is every 25 ms frame (10 ms hop) whose RMS lies within `SPEECH_TOP_DB` of the clip's loudest frame
+(`ser.audio.speech_frames`), an energy threshold suited to clean studio recordings. `ser report`
+shows the summary and a figure on the EDA page:
 
     ser report --params params.yaml --manifest data/manifest.csv --audio-dir data/raw --out reports/eda
 """
@@ -14,29 +15,16 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import librosa
 import numpy as np
 import pandas as pd
 
-from ser.audio import load_audio
+from ser.audio import SPEECH_FRAME_S as FRAME_S
+from ser.audio import SPEECH_HOP_S as HOP_S
+from ser.audio import SPEECH_TOP_DB as SPEECH_TOP_DB
+from ser.audio import load_audio, speech_frames, window_start
 from ser.config import FeatureParams
 
-SPEECH_TOP_DB = 35.0  # frames this far below the clip's loudest still count as speech
-FRAME_S, HOP_S = 0.025, 0.010
 LOSS_SHARE = 0.05  # a clip "loses speech" when the window misses more than this share of its speech frames
-
-
-def speech_frames(wave: np.ndarray, sample_rate: int, top_db: float = SPEECH_TOP_DB) -> tuple[np.ndarray, np.ndarray]:
-    """Centre times (s) of the 25 ms frames of `wave` and whether each is speech (within `top_db` of the loudest)."""
-    frame, hop = int(round(FRAME_S * sample_rate)), int(round(HOP_S * sample_rate))
-    if wave.shape[0] < frame:
-        return np.zeros(0), np.zeros(0, dtype=bool)
-    rms = librosa.feature.rms(y=wave, frame_length=frame, hop_length=hop, center=False)[0]
-    centres = (np.arange(rms.shape[0]) * hop + frame / 2) / sample_rate
-    loudest = rms.max()
-    if loudest <= 0:  # digital silence: no speech at all
-        return centres, np.zeros(rms.shape[0], dtype=bool)
-    return centres, rms >= loudest * 10 ** (-top_db / 20)
 
 
 def clip_coverage(wave: np.ndarray, sample_rate: int, offset: float, duration: float) -> dict[str, float]:
@@ -73,7 +61,8 @@ def window_coverage(clips: pd.DataFrame, audio_dir: Path, features: FeatureParam
     sr = features.sample_rate
 
     def one(path: str) -> dict[str, float]:
-        return clip_coverage(load_audio(Path(audio_dir) / path, sr), sr, features.offset, features.duration)
+        wave = load_audio(Path(audio_dir) / path, sr)
+        return clip_coverage(wave, sr, window_start(wave, sr, features.offset, features.align), features.duration)
 
     with ThreadPoolExecutor(max_workers=max(1, features.workers)) as pool:
         rows = list(pool.map(one, clips["path"]))

@@ -1,4 +1,4 @@
-"""Deterministic, seeded generator of speech-like audio in RAVDESS layout.
+"""Deterministic, seeded generator of speech-like audio, in RAVDESS layout or as a labelled folder.
 
 Stands in for the real corpus in tests and demos: every clip is a source-filter
 "utterance" (Rosenberg glottal pulses with jitter, aspiration and frication noise,
@@ -8,8 +8,8 @@ the intensity and a per-actor voice. Same arguments give bit-identical files.
     >>> from pathlib import Path
     >>> paths = generate_corpus(Path("data/synth"), n_actors=2, seed=0)  # doctest: +SKIP
 
-or from a shell: ``python -c "from pathlib import Path; from ser.data.synth import
-generate_corpus; generate_corpus(Path('data/synth'), n_actors=24)"``.
+`ser.data.synth_labelled` writes the same voices as a user's own labelled folder would come.
+From a shell: ``ser data synth --out data/synth --actors 24`` (``--layout labelled`` for the other).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def _combinations() -> Iterator[tuple[str, str, int, int]]:
                     yield emotion, intensity, statement, repetition
 
 
-def _check(name: str, value: int, low: int, high: float) -> None:
+def check_range(name: str, value: int, low: int, high: float) -> None:
     """Raise ValueError naming `name` unless low <= value <= high."""
     if not low <= value <= high:
         rule = f">= {low}" if high == float("inf") else f"in {low}..{high}"
@@ -140,7 +140,7 @@ def synth_clip(
         ("seed", seed, 0, float("inf")),
         ("sample_rate", sample_rate, 8000, float("inf")),
     ):
-        _check(name, value, low, high)
+        check_range(name, value, low, high)
     e, strong = EMOTIONS.index(emotion), intensity == "strong"
     voice = _voice(seed, actor)
     rng = np.random.default_rng([seed, 2, actor, e, int(strong), statement, repetition])
@@ -270,21 +270,29 @@ def generate_corpus(out_dir: Path, n_actors: int = 8, seed: int = 0, sample_rate
     Raises:
         ValueError: naming the argument when n_actors, seed or sample_rate is out of range.
     """
-    _check("n_actors", n_actors, 1, 99)
-    _check("seed", seed, 0, float("inf"))
-    _check("sample_rate", sample_rate, 8000, float("inf"))
+    check_range("n_actors", n_actors, 1, 99)
+    check_range("seed", seed, 0, float("inf"))
+    check_range("sample_rate", sample_rate, 8000, float("inf"))
     paths = []
     for actor in range(1, n_actors + 1):
-        folder = Path(out_dir) / f"Actor_{actor:02d}"
-        folder.mkdir(parents=True, exist_ok=True)
         for emotion, intensity, statement, repetition in _combinations():
             y = synth_clip(emotion, intensity, statement, repetition, actor, seed, sample_rate)
-            path = folder / f"{clip_name(emotion, intensity, statement, repetition, actor)}.wav"
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            try:
-                sf.write(tmp, y, sample_rate, subtype="PCM_16", format="WAV")
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
+            path = (
+                Path(out_dir)
+                / f"Actor_{actor:02d}"
+                / f"{clip_name(emotion, intensity, statement, repetition, actor)}.wav"
+            )
+            write_wav(path, y, sample_rate)
             paths.append(path)
     return sorted(paths)
+
+
+def write_wav(path: Path, y: np.ndarray, sample_rate: int) -> None:
+    """16-bit PCM mono WAV, written to a temporary name and moved into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        sf.write(tmp, y, sample_rate, subtype="PCM_16", format="WAV")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -27,6 +27,7 @@ import pandas as pd
 from ser.config import Params
 from ser.data import contract
 from ser.data.contract import SPLITS, CheckResult, ContractError, run_suite
+from ser.data.ingest import read_manifest
 from ser.data.splits import SplitError, assign_splits
 from ser.features import feature_kind
 from ser.io import atomic_path, read_json, write_json
@@ -50,12 +51,13 @@ def offenders(derived: pd.DataFrame, results: list[CheckResult]) -> dict[str, li
     return bad
 
 
-def table_checks(params: Params, clean: pd.DataFrame) -> list[CheckResult]:
-    """Class balance and the split checks on the clips that passed, restricted to `data.classes`."""
-    classes = params.data.classes
+def table_checks(params: Params, clean: pd.DataFrame, uses: dict[str, str] | None = None) -> list[CheckResult]:
+    """Class balance and the split checks on the clips that passed, restricted to the class set (`data.classes`,
+    or the union of the corpora's); `uses`: corpus -> all/train/test."""
+    classes = params.data.class_set(clean["emotion"].dropna())
     usable = clean[clean["emotion"].isin(classes)].reset_index(drop=True)
     try:
-        usable["split"] = assign_splits(usable, params.split).to_numpy()
+        usable["split"] = assign_splits(usable, params.split, uses).to_numpy()
     except (SplitError, KeyError) as err:
         failed = CheckResult(
             "splits",
@@ -80,8 +82,11 @@ def validate_raw(
     quarantine_path: Path,
     result_path: Path,
     report_path: Path,
+    corpora_path: Path | None = None,
 ) -> dict:
     """Run the raw-corpus contract; write the accepted manifest, quarantine CSV, JSON result, HTML report.
+
+    `corpora_path`: ingest's corpora.json, whose `use` makes a corpus train- or test-only in the split checks.
 
     Returns:
         The JSON result as a dict.
@@ -90,7 +95,8 @@ def validate_raw(
         ContractError: a check failed (in quarantine mode: a table-level check), after the reports are written.
     """
     start, mode = time.perf_counter(), params.contract.mode
-    manifest = pd.read_csv(manifest_path)
+    manifest = read_manifest(manifest_path)
+    uses = {c["name"]: c.get("use", "all") for c in read_json(corpora_path)} if corpora_path else {}
     if "path" not in manifest:
         raise ContractError(f"{manifest_path}: no 'path' column; is this a manifest written by `ser ingest`?")
     schema = contract.schema_checks(list(manifest.columns))
@@ -100,7 +106,7 @@ def validate_raw(
         derived = contract.derive(manifest)
         clip_results = run_suite("raw clips", derived, contract.clip_checks(params.contract), "path", "clip")
         bad = offenders(derived, clip_results)
-        results += clip_results + table_checks(params, manifest[~manifest["path"].isin(bad)])
+        results += clip_results + table_checks(params, manifest[~manifest["path"].isin(bad)], uses)
     quarantined = bad if mode == "quarantine" else {}
     blocking = [r for r in results if not r.success and (r.scope != "clip" or mode == "fail")]
     accepted = 0 if blocking else len(manifest) - len(quarantined)

@@ -4,7 +4,11 @@ Built only from what packaging already holds (the metrics of reports/metrics.jso
 the whole params.yaml, the model's preprocess.json and the version identifiers),
 so the card always describes the exact model saved to the store. Sections follow
 Mitchell et al., "Model Cards for Model Reporting" (2019): details, intended use,
-training data, evaluation, limitations and ethics, versions.
+training data, evaluation, limitations and ethics, versions. This module assembles
+them and writes the ones about the model (details, evaluation, versions); the
+training data, its languages and licence terms (`ser.data.licences`), and the uses
+and limitations they imply follow the corpora that preprocess.json lists
+(`ser.serving.card_corpora`).
 
     write_model_card(Path("reports/model_card.md"), metrics, params.model_dump(mode="json", by_alias=True),
                      preprocess, data_version=hashes["data/raw"], model_version=tag.version, commit=commit)
@@ -15,75 +19,23 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ser.data.licences import and_list, licence_terms, trains
 from ser.features import feature_kind
 from ser.io import atomic_path
-
-RAVDESS = (
-    "RAVDESS speech (Livingstone & Russo, 2018, doi:10.5281/zenodo.1188976): acted North-American English "
-    "speech from 24 professional actors (12 female, 12 male), each saying two fixed, lexically neutral "
-    'statements ("Kids are talking by the door", "Dogs are sitting by the door") in neutral, calm, happy, '
-    "sad, angry, fearful, disgust and surprised voices, at normal and strong intensity (neutral: normal only)."
+from ser.serving.card_corpora import (
+    bullets,
+    corpora_of,
+    data_section,
+    intended_use,
+    language_names,
+    limitations,
+    out_of_scope,
 )
-LICENCE = (
-    "RAVDESS is licensed CC BY-NC-SA 4.0 (attribution, non-commercial, share-alike). A model trained on it "
-    "inherits these terms: no commercial use, and derived work must be shared under the same licence."
-)
-SYNTHETIC = (
-    "A **synthetic** corpus (`ser.data.synth`: source-filter speech-like audio in RAVDESS layout whose prosody "
-    "depends on the emotion) generated for smoke tests and demos. It is not speech; a model trained on it "
-    "says nothing about real emotional speech and **must not be used on real audio**."
-)
-INTENDED = [
-    "Research, teaching and demos of speech emotion recognition on short (a few seconds), clean clips of "
-    "a single English speaker.",
-    "Aggregate analysis where an error on any one clip carries no consequence for a person.",
-]
-OUT_OF_SCOPE = [
-    "High-stakes decisions about people: hiring, education, credit, insurance, policing, border control, "
-    "lie or threat detection.",
-    "Clinical or health use (diagnosis, screening, monitoring of mood or mental health).",
-    "Surveillance, or analysing anyone who has not consented to having their voice analysed.",
-    "Commercial use (the training data's licence forbids it for RAVDESS-trained models).",
-    "Spontaneous, conversational, noisy, far-field, multi-speaker or non-English speech without re-validation.",
-]
-LIMITATIONS = [
-    "**Acted, not spontaneous emotion.** Actors portray exaggerated, prototypical emotions; real emotion is "
-    "subtler, mixed and context-dependent, and accuracy on natural speech is expected to be much lower.",
-    "**Cultural and language bias.** One accent (North-American English), one age range of professional "
-    "actors and two sentences; emotional expression differs across cultures, languages, ages and speaking "
-    "styles, and the model has seen none of that variation.",
-    "**Small data.** RAVDESS speech is 1,440 clips from 24 voices: per-class test scores rest on few clips and few "
-    "speakers and have wide confidence intervals.",
-    "**A label is not a feeling.** The output is the emotion the actor was asked to portray as heard in the "
-    "voice, not the inner state of a speaker; it must not be used to infer intent, honesty or health.",
-    "**Consent and privacy.** Voice is personal data (biometric in many jurisdictions); analyse only audio "
-    "whose speakers agreed to it, and do not keep it longer than needed.",
-    "**Not for high-stakes decisions and no clinical use**, whatever the scores above.",
-]
 
 
 def pct(value: float | None) -> str:
     """A fraction as a percentage with one decimal, or n/a."""
     return "n/a" if value is None else f"{100 * value:.1f} %"
-
-
-def bullets(items: list[str]) -> str:
-    """Markdown bullet list."""
-    return "\n".join(f"- {item}" for item in items)
-
-
-def is_synthetic(params: dict) -> bool:
-    """Whether params.yaml trained on the synthetic corpus."""
-    return str((params.get("data") or {}).get("source", "synthetic")) == "synthetic"
-
-
-def data_section(params: dict) -> str:
-    """Training data: source, licence, classes used."""
-    source = str((params.get("data") or {}).get("source", "synthetic"))
-    if is_synthetic(params):
-        return f"Source: `synthetic`. {SYNTHETIC}"
-    where = "`ravdess` (downloaded from Zenodo)" if source == "ravdess" else f"RAVDESS-layout audio in `{source}`"
-    return f"Source: {where}. {RAVDESS}\n\n**Licence.** {LICENCE}"
 
 
 def details_section(params: dict, preprocess: dict) -> str:
@@ -143,20 +95,28 @@ def kept_weights(train: dict, training: dict) -> str:
     return f"best {training.get('best_epoch', 'n/a')} by validation loss, early stopping"
 
 
-def evaluation_section(metrics: dict, params: dict) -> str:
-    """Protocol and the metrics tables."""
+def evaluation_section(metrics: dict, params: dict, corpora: list[dict] | None = None) -> str:
+    """Protocol and the metrics tables (pooled, per test corpus when there are several, per class)."""
     split = params.get("split") or {}
     if split.get("method", "speaker") == "speaker":
+        test, val = (split.get(f"{s}_speakers", split.get(f"{s}_actors")) for s in ("test", "val"))
+        each = " of each corpus with enough speakers" if len(corpora or []) > 1 else ""
         protocol = (
-            f"Speaker-independent split: whole actors are held out, {split.get('test_actors')} for test "
-            f"and {split.get('val_actors')} for validation (gender-balanced, seed {split.get('seed')}); "
-            "no test speaker was heard in training."
+            f"Speaker-independent split: whole speakers are held out, {test} for test and {val} for validation{each} "
+            f"(gender-balanced, seed {split.get('seed')}); no test speaker was heard in training."
         )
     else:
         protocol = (
             "Random clip split (the original article's protocol): test speakers were also heard in "
             "training, so the scores overstate performance on new voices."
         )
+    held_out = [str(c.get("name")) for c in corpora or [] if not trains(c)]
+    protocol += (
+        f" Test-only corpora (a cross-corpus test: none of their speakers or clips were heard in training): "
+        f"{and_list(held_out)}."
+        if held_out
+        else ""
+    )
     names = {"accuracy": "accuracy", "uar": "UAR", "macro_f1": "macro-F1", "min_class_recall": "worst class recall"}
     passed = metrics.get("gates_passed")
     protocol += "" if passed is None else f" The evaluate stage's quality gates {'passed' if passed else 'FAILED'}."
@@ -172,7 +132,23 @@ def evaluation_section(metrics: dict, params: dict) -> str:
         for c, v in per_class.items()
     )
     table = f"\n\n| class | precision | recall | F1 | support |\n|---|---|---|---|---|\n{rows}" if rows else ""
-    return head + enrolment_note(metrics.get("enrolment")) + table
+    return head + per_corpus_table(metrics.get("per_corpus") or {}) + enrolment_note(metrics.get("enrolment")) + table
+
+
+def per_corpus_table(per_corpus: dict) -> str:
+    """The scores on each test corpus (nothing for one corpus: the pooled table says it all)."""
+    if len(per_corpus) < 2:
+        return ""
+    rows = "\n".join(
+        f"| `{name}` | {pct(m.get('accuracy'))} | {pct(m.get('uar'))} | {pct(m.get('macro_f1'))} | {pct(m.get('ece'))} "
+        f"| {m.get('n_test', 'n/a')} | {', '.join(m.get('classes_in_corpus') or []) or 'n/a'} |"
+        for name, m in per_corpus.items()
+    )
+    return (
+        "\n\nPer test corpus (UAR and macro-F1 over the classes that corpus has; ECE = expected calibration error, "
+        "0 is perfect):\n\n| corpus | accuracy | UAR | macro-F1 | ECE | n | classes |\n|---|---|---|---|---|---|---|\n"
+        + rows
+    )
 
 
 def enrolment_note(enrolment: dict | None) -> str:
@@ -201,16 +177,21 @@ def model_card(
     """The model card as markdown.
 
     Args:
-        metrics: reports/metrics.json (accuracy, uar, macro_f1, min_class_recall, n_test, per_class).
+        metrics: reports/metrics.json (accuracy, uar, macro_f1, min_class_recall, n_test, per_class, per_corpus).
         params: the whole params.yaml as a dict (`params.model_dump(mode="json", by_alias=True)`).
-        preprocess: the model's preprocess.json (classes, features, shape, training summary).
+        preprocess: the model's preprocess.json (classes, features, shape, training summary, corpora; without
+            `corpora`, params.yaml's data sources stand in).
         data_version: DVC md5 of the raw audio (`data/raw` in dvc.lock).
         model_version: the model-store version (e.g. the BentoML tag's version).
         commit: git commit of the code.
         date: ISO date of the card; default today (UTC).
         name: model name shown in the title.
     """
-    synthetic = is_synthetic(params)
+    corpora = corpora_of(params, preprocess)
+    terms, training = licence_terms(corpora), [c for c in corpora if trains(c)]
+    languages = language_names(training)
+    synthetic = any(c.get("kind") == "synthetic" for c in training)
+    speech = f"{and_list(languages, 'or')} speech".strip()
     warning = "\n\n> **Smoke-test model trained on synthetic audio: not for real use.**" if synthetic else ""
     versions = [
         ("Model", f"`{name}:{model_version or 'unversioned'}`"),
@@ -220,7 +201,7 @@ def model_card(
     ]
     return f"""# Model card: {name}{warning}
 
-Predicts the emotion portrayed in a short clip of English speech, one of: {", ".join(preprocess.get("classes") or [])}.
+Predicts the emotion portrayed in a short clip of {speech}, one of: {", ".join(preprocess.get("classes") or [])}.
 
 ## Model details
 
@@ -228,23 +209,23 @@ Predicts the emotion portrayed in a short clip of English speech, one of: {", ".
 
 ## Intended use
 
-{bullets(INTENDED)}
+{bullets(intended_use(languages))}
 
 ### Out of scope
 
-{bullets(OUT_OF_SCOPE)}
+{bullets(out_of_scope(languages, terms))}
 
 ## Training data
 
-{data_section(params)}
+{data_section(corpora, terms)}
 
 ## Evaluation
 
-{evaluation_section(metrics, params)}
+{evaluation_section(metrics, params, corpora)}
 
 ## Limitations and ethical considerations
 
-{bullets(LIMITATIONS)}
+{bullets(limitations(corpora, params))}
 
 ## Versions
 

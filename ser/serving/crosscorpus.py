@@ -1,12 +1,13 @@
 """Cross-corpus evaluation: score a trained model on any labelled folder of audio.
 
-The labels are a TSV of `relative path <TAB> emotion`, one clip per line (an
-optional `path<TAB>emotion` header; blank lines and `#` comments skipped),
-emotions in the RAVDESS vocabulary (neutral, calm, happy, sad, angry, fearful,
-disgust, surprised). Each clip goes through the serving path (`Predictor`: the
-training window, or windows every `hop_s` for longer clips, `features.extract`, the
-model); clips labelled with a class the model does not know are left out and
-counted, and classes absent from the corpus are left out of UAR and macro-F1.
+The labels are a labelled folder's table (`ser.data.tables`: TSV or CSV with a
+header naming path and emotion, other columns ignored), or a header-less TSV of
+`relative path <TAB> emotion`; emotions ours (neutral, calm, happy, sad, angry,
+fearful, disgust, surprised) or mapped onto ours (`--map anger=angry`). Each clip
+goes through the serving path (`Predictor`: the training window, or windows every
+`hop_s` for longer clips, `features.extract`, the model); clips labelled with a
+class the model does not know are left out and counted, and classes absent from
+the corpus are left out of UAR and macro-F1.
 Output: the same metrics JSON, predictions CSV and confusion PNG as `evaluate`.
 
     ser evaluate --model-dir models --corpus /data/other --labels other.tsv \
@@ -24,44 +25,33 @@ from tqdm import tqdm
 
 from ser.audio import AudioError, load_audio
 from ser.io import atomic_path, write_json
-from ser.labels import EMOTIONS, LabelError
+from ser.labels import LabelError
 from ser.training.evaluate import calibration, plot_confusion, score
 
 log = logging.getLogger(__name__)
 
 
-def read_labels(tsv: Path, corpus: Path) -> pd.DataFrame:
-    """Parse the labels TSV into (path, emotion) rows, checking every line and file.
+def read_labels(tsv: Path, corpus: Path, emotions: dict[str, str | None] | None = None) -> pd.DataFrame:
+    """The labels table's (path, emotion) rows, every line and file checked (`ser.data.tables.read_table`).
+
+    Args:
+        emotions: the corpus's own label -> ours (None leaves those clips out), as a labelled source's mapping.
 
     Raises:
-        LabelError: naming the TSV line and what was expected (two tab-separated fields, a RAVDESS
-            emotion, a file that exists under `corpus`), or an empty / missing TSV.
+        LabelError: naming the table's line and what was expected (a header with path and emotion, or two
+            tab-separated fields; an emotion of ours or a mapped one; a file that exists under `corpus`), or an
+            empty or missing table.
     """
-    if not Path(tsv).is_file():
-        raise LabelError(f"{tsv}: labels file not found; expected a TSV of relative path<TAB>emotion")
+    from ser.data.clips import SourceError
+    from ser.data.tables import read_table
+
     if not Path(corpus).is_dir():
         raise LabelError(f"{corpus}: corpus folder not found")
-    rows, problems = [], []
-    for n, line in enumerate(Path(tsv).read_text().splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        fields = [f.strip() for f in line.split("\t")]
-        if n == 1 and [f.lower() for f in fields] == ["path", "emotion"]:
-            continue
-        if len(fields) != 2 or not all(fields):
-            problems.append(f"line {n}: expected 'relative path<TAB>emotion', got {line!r}")
-        elif fields[1].lower() not in EMOTIONS:
-            problems.append(f"line {n}: emotion {fields[1]!r} is not one of {list(EMOTIONS)}")
-        elif not (Path(corpus) / fields[0]).is_file():
-            problems.append(f"line {n}: {fields[0]} not found under {corpus}")
-        else:
-            rows.append((fields[0], fields[1].lower()))
-    if problems:
-        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
-        raise LabelError(f"{tsv}: " + "; ".join(problems[:10]) + more)
-    if not rows:
-        raise LabelError(f"{tsv}: no labelled clips")
-    return pd.DataFrame(rows, columns=["path", "emotion"])
+    try:
+        rows, _ = read_table(Path(tsv), Path(corpus), emotions, require_speaker=False)
+    except SourceError as err:
+        raise LabelError(str(err)) from None
+    return pd.DataFrame({"path": [r.rel for r in rows], "emotion": [r.emotion for r in rows]})
 
 
 def evaluate_corpus(
@@ -72,6 +62,7 @@ def evaluate_corpus(
     predictions_path: Path,
     confusion_png: Path,
     hop_s: float = 1.75,
+    emotions: dict[str, str | None] | None = None,
 ) -> dict:
     """Score the model on the labelled clips; write metrics JSON, predictions CSV and a confusion PNG.
 
@@ -79,7 +70,7 @@ def evaluate_corpus(
     """
     from ser.serving.predictor import Predictor
 
-    labels = read_labels(labels_tsv, corpus)
+    labels = read_labels(labels_tsv, corpus, emotions)
     predictor = Predictor(Path(model_dir), hop_s=hop_s)
     classes = predictor.classes
     known = labels["emotion"].isin(classes)

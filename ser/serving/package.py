@@ -23,9 +23,10 @@ from pathlib import Path
 import yaml
 
 from ser.config import FeatureParams, Params
+from ser.data.licences import licence_label, licence_terms
 from ser.features import feature_kind
 from ser.io import read_json, write_json
-from ser.serving.card import write_model_card
+from ser.serving.card import corpora_of, write_model_card
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,13 @@ def plain(value):
 
 
 def build_metadata(params: Params, preprocess: dict, metrics: dict, hashes: dict, commit: str | None) -> dict:
-    """The model-store metadata: what serving needs first, provenance after (None-valued keys dropped)."""
+    """The model-store metadata: what serving needs first, provenance after (None-valued keys dropped).
+
+    `corpora` are preprocess.json's (params.yaml's sources for a model from before them); `licence` is the
+    terms the model inherits from them (`ser.data.licences.licence_terms`).
+    """
+    dumped = params.model_dump(mode="json", by_alias=True)
+    corpora = corpora_of(dumped, preprocess)
     metadata = {
         "classes": preprocess["classes"],
         "features": preprocess["features"],
@@ -105,7 +112,9 @@ def build_metadata(params: Params, preprocess: dict, metrics: dict, hashes: dict
         "metrics": {k: v for k, v in metrics.items() if k not in ("per_class", "confusion")},
         "per_class": metrics.get("per_class", {}),
         "training": preprocess.get("training", {}),
-        "params": params.model_dump(mode="json", by_alias=True),
+        "corpora": corpora,
+        "licence": licence_terms(corpora),
+        "params": dumped,
         "dvc": hashes,
         "git_commit": commit,
     }
@@ -156,6 +165,7 @@ def package(
         "task": "speech-emotion-recognition",
         "gates": "passed",
         "uar": f"{metrics.get('uar', 0):.3f}",
+        "licence": licence_label(metadata["licence"]),
         "commit": (commit or "none")[:12],
     }
     card = (metrics, params.model_dump(mode="json", by_alias=True), preprocess, hashes.get(data_path))

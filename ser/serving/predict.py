@@ -93,7 +93,7 @@ def predict_local(
     for i, clip in clips.items():
         wave = clip.wave
         duration = wave.shape[0] / predictor.params.sample_rate
-        notes = [*clip.notes, *predictor.window_notes(len(wave))]
+        notes = [*clip.notes, *predictor.window_notes(wave)]
         summary = predictor.summarise(probs[i], featurized[i][1], duration)
         results[i].update(duration_s=round(duration, 3), **summary, notes=notes)
     return results

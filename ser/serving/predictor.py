@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ser.audio import fixed_window, sliding_windows
+from ser.audio import fixed_window, sliding_windows, window_start
 from ser.config import FeatureParams
 from ser.features import extract, feature_kind
 from ser.io import read_json
@@ -81,26 +81,29 @@ class ClipWindows:
     def windows(self, wave: np.ndarray) -> tuple[np.ndarray, list[float]]:
         """(n, samples) windows of a mono wave at the model rate, and their start times in seconds."""
         p = self.params
-        if wave.shape[0] <= round((p.offset + p.duration) * p.sample_rate):
-            offset = self._offset(wave.shape[0])
-            return fixed_window(wave, p.sample_rate, offset, p.duration)[None], [offset]
+        start = self.start(wave)
+        if wave.shape[0] <= round((start + p.duration) * p.sample_rate):
+            return fixed_window(wave, p.sample_rate, start, p.duration)[None], [start]
         batch = sliding_windows(wave, p.sample_rate, p.duration, self.hop_s)
         step = max(1, int(round(self.hop_s * p.sample_rate)))
         return batch, [i * step / p.sample_rate for i in range(len(batch))]
 
-    def _offset(self, n_samples: int) -> float:
-        """Where a clip's one window starts: training's offset, or 0 when the whole clip fits the window."""
+    def start(self, wave: np.ndarray) -> float:
+        """Where a clip's one window starts: as in training (`ser.audio.window_start`); with `align: fixed`, at 0
+        when the whole clip fits the window."""
         p = self.params
-        return 0.0 if n_samples <= round(p.duration * p.sample_rate) else p.offset
+        if p.align == "fixed" and wave.shape[0] <= round(p.duration * p.sample_rate):
+            return 0.0
+        return window_start(wave, p.sample_rate, p.offset, p.align)
 
-    def window_notes(self, n_samples: int) -> list[str]:
-        """What the windowing leaves out of a clip of `n_samples`, said in words (empty when nothing)."""
+    def window_notes(self, wave: np.ndarray) -> list[str]:
+        """What the windowing leaves out of a clip, said in words (empty when nothing)."""
         p = self.params
-        offset = self._offset(n_samples) if n_samples <= round((p.offset + p.duration) * p.sample_rate) else 0.0
-        if offset <= 0:
+        start = self.start(wave)
+        if start <= 0 or wave.shape[0] > round((start + p.duration) * p.sample_rate):
             return []
         return [
-            f"the first {offset:g} s is not scored: the model's {p.duration:g} s window starts there, as in training"
+            f"the first {start:g} s is not scored: the model's {p.duration:g} s window starts there, as in training"
         ]
 
     def summarise(self, probs: np.ndarray, starts: list[float], duration_s: float | None = None) -> dict:

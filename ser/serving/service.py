@@ -136,7 +136,7 @@ class EmotionService:
         clip = decode_upload(audio, self.predictor.params.sample_rate, self.limits, budget, info)
         prepare = self.predictor.featurize if BATCHING == "bentoml" else self.predictor.prepare  # /infer takes features
         features, starts = prepare(clip.wave)
-        clip.notes.extend(self.predictor.window_notes(len(clip.wave)))
+        clip.notes.extend(self.predictor.window_notes(clip.wave))
         return features, starts, clip
 
     def _answer(self, probs: np.ndarray, starts: list[float], clip: Clip) -> Prediction:

@@ -4,8 +4,10 @@ Metrics: accuracy, unweighted average recall (UAR = macro recall), macro-F1,
 per-class precision/recall/F1, the confusion matrix, the expected calibration error
 and the share of clips predicted as each class — as JSON for
 `dvc metrics show`, a predictions CSV for `dvc plots show` (confusion template)
-and a PNG. Gates from `evaluate.gates` fail the stage, naming gate and value. A model with an enrolment head
-also gets `enrolment` metrics: the test speakers scored in enrolment mode (`ser.training.enrolment`).
+and a PNG, pooled over the test split and per test corpus (`per_corpus`: each corpus's UAR and macro-F1 over
+the classes it has). Gates from `evaluate.gates` (pooled) and `evaluate.corpus_gates` (per corpus) fail the
+stage, naming gate and value. A model with an enrolment head also gets `enrolment` metrics: the test speakers
+scored in enrolment mode (`ser.training.enrolment`).
 
     ser evaluate --params params.yaml --model-dir models --features data/features \
         --metrics reports/metrics.json --predictions reports/predictions.csv \
@@ -90,32 +92,76 @@ def calibration(probs: np.ndarray, y_true: np.ndarray, classes: list[str]) -> di
     }
 
 
-def check_gates(metrics: dict, gates: GateParams) -> list[str]:
-    """Messages for every gate the metrics miss (empty when all pass)."""
+def check_gates(metrics: dict, gates: GateParams, key: str = "evaluate.gates") -> list[str]:
+    """Messages for every gate the metrics miss (empty when all pass); `key` names the gates in the messages."""
     failures = []
-    for key, value in gates.model_dump().items():
-        metric = GATE_METRICS[key]
+    for name, value in gates.model_dump().items():
+        metric = GATE_METRICS[name]
         if metrics[metric] < value:
-            failures.append(f"gate evaluate.gates.{key}: {metric} {metrics[metric]:.3f} is below {value:.3f}")
+            failures.append(f"gate {key}.{name}: {metric} {metrics[metric]:.3f} is below {value:.3f}")
     return failures
 
 
-def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path, title: str) -> None:
-    """Row-normalised confusion matrix as a PNG (counts in the cells)."""
+def check_corpus_gates(per_corpus: dict, gates: dict[str, GateParams]) -> list[str]:
+    """`check_gates` for each corpus named in `evaluate.corpus_gates`; a corpus with no test clips fails."""
+    failures = []
+    for corpus, floor in gates.items():
+        key = f"evaluate.corpus_gates.{corpus}"
+        if corpus not in per_corpus:
+            failures.append(f"gate {key}: no test clips of corpus {corpus!r} (test corpora: {sorted(per_corpus)})")
+        else:
+            failures += check_gates(per_corpus[corpus], floor, key)
+    return failures
+
+
+def corpus_metrics(probs: np.ndarray, y: np.ndarray, corpus: np.ndarray | None, classes: list[str]) -> dict:
+    """Each test corpus's scores (UAR and macro-F1 over the classes it has); empty for one corpus or none."""
+    if corpus is None or len(np.unique(corpus)) < 2:
+        return {}
+    out = {}
+    for name in np.unique(corpus):
+        rows = corpus == name
+        m = score(y[rows], probs[rows].argmax(1), classes) | calibration(probs[rows], y[rows], classes)
+        m["classes_in_corpus"] = [classes[i] for i in sorted(set(y[rows].tolist()))]
+        out[str(name)] = m
+    return out
+
+
+def one_corpus(metrics: dict, corpus: np.ndarray | None) -> dict:
+    """The pooled metrics as the only corpus's, for its gates (a single-corpus test split has no `per_corpus`)."""
+    names = [] if corpus is None else np.unique(corpus).tolist()
+    return {str(names[0]): metrics} if len(names) == 1 else {}
+
+
+def plot_confusion(
+    confusion: list[list[int]],
+    classes: list[str],
+    path: Path,
+    title: str,
+    more: list[tuple[str, list[list[int]]]] | None = None,
+) -> None:
+    """Row-normalised confusion matrix as a PNG (counts in the cells); `more`: further (title, confusion) panels
+    side by side, e.g. one per test corpus, each showing only the rows of classes it has."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cm = np.asarray(confusion, dtype=float)
-    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(1 + 0.75 * len(classes), 0.75 * len(classes)))
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted", ylabel="actual", title=title)
-    ax.set_xticklabels(classes, rotation=45, ha="right")
-    ax.set_yticklabels(classes)
-    for i, j in np.ndindex(cm.shape):
-        ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black")
+    panels = [(title, confusion), *(more or [])]
+    side = 1 + 0.75 * len(classes)
+    fig, axes = plt.subplots(1, len(panels), figsize=(side * len(panels), 0.75 * len(classes)), squeeze=False)
+    for ax, (name, matrix) in zip(axes[0], panels, strict=True):
+        cm = np.asarray(matrix, dtype=float)
+        rows = [i for i in range(len(classes)) if cm[i].sum() > 0] if len(panels) > 1 else list(range(len(classes)))
+        cm = cm[rows]
+        norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+        ax.set(xticks=range(len(classes)), yticks=range(len(rows)), xlabel="predicted", ylabel="actual", title=name)
+        ax.set_xticklabels(classes, rotation=45, ha="right")
+        ax.set_yticklabels([classes[i] for i in rows])
+        for i, j in np.ndindex(cm.shape):
+            colour = "white" if norm[i, j] > 0.5 else "black"
+            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", color=colour)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
@@ -127,7 +173,7 @@ def enrolment_metrics(
     probs: np.ndarray,
     x: np.ndarray,
     y: np.ndarray,
-    actor: np.ndarray,
+    speaker: np.ndarray,
     classes: list[str],
     params: EnrolmentParams,
 ) -> dict:
@@ -139,7 +185,7 @@ def enrolment_metrics(
     if not (model_dir / ENROLMENT_FILE).is_file():
         return {}
     head = EnrolmentHead.load(model_dir / ENROLMENT_FILE)
-    test = Speakers.of(x, y, actor)
+    test = Speakers.of(x, y, speaker)
     draws = [
         score(test.y, p.argmax(1), classes) for p in enrolment_probs(head, probs, test, params.clips, params.draws)
     ]
@@ -160,8 +206,10 @@ def evaluate(
     confusion_png: Path,
     gates: GateParams,
     enrolment: EnrolmentParams | None = None,
+    corpus_gates: dict[str, GateParams] | None = None,
 ) -> dict:
-    """Score the saved model on the test split; raise GateError after writing results if a gate fails.
+    """Score the saved model on the test split, pooled and per corpus; raise GateError after writing results if a
+    gate (`gates`, or a corpus's in `corpus_gates`) fails.
 
     With `enrolment.npz` in `model_dir`, the metrics also hold `enrolment`: the same clips scored in enrolment
     mode (`enrolment_metrics`), beside the single-clip scores that the gates read.
@@ -173,26 +221,44 @@ def evaluate(
     model = load_model(model_dir / "model.keras")
     with np.load(features_dir / "test.npz") as data:
         x, y, clip_ids = data["x"], data["y"], data["clip_id"]
-        actor = data["actor"] if "actor" in data.files else None
+        speaker = data["speaker"] if "speaker" in data.files else None
+        corpus = data["corpus"] if "corpus" in data.files else None
     probs = model.predict(x, batch_size=64, verbose=0)
     pred = probs.argmax(axis=1)
     metrics = score(y, pred, classes) | calibration(probs, y, classes)
-    if actor is not None:
-        enrolled = enrolment_metrics(model_dir, probs, x, y, actor, classes, enrolment or EnrolmentParams())
+    per_corpus = corpus_metrics(probs, y, corpus, classes)
+    if speaker is not None:
+        enrolled = enrolment_metrics(model_dir, probs, x, y, speaker, classes, enrolment or EnrolmentParams())
         metrics |= {"enrolment": enrolled} if enrolled else {}
     with atomic_path(predictions_path) as tmp:
-        pd.DataFrame(
-            {"clip_id": clip_ids, "actual": np.array(classes)[y], "predicted": np.array(classes)[pred]}
-        ).to_csv(tmp, index=False)
+        table = {"clip_id": clip_ids, "actual": np.array(classes)[y], "predicted": np.array(classes)[pred]}
+        pd.DataFrame(table | ({"corpus": corpus} if corpus is not None else {})).to_csv(tmp, index=False)
     plot_confusion(
         metrics["confusion"],
         classes,
         confusion_png,
-        f"test UAR {metrics['uar']:.2f}, accuracy {metrics['accuracy']:.2f}",
+        f"test{' (all corpora)' if per_corpus else ''}: UAR {metrics['uar']:.2f}, accuracy {metrics['accuracy']:.2f}",
+        [
+            (f"{name}: UAR {m['uar']:.2f}, accuracy {m['accuracy']:.2f}", m["confusion"])
+            for name, m in per_corpus.items()
+        ],
     )
-    failures = check_gates(metrics, gates)
+    failures = check_gates(metrics, gates) + check_corpus_gates(
+        per_corpus or one_corpus(metrics, corpus), corpus_gates or {}
+    )
+    if per_corpus:
+        metrics["per_corpus"] = {n: {k: v for k, v in m.items() if k != "confusion"} for n, m in per_corpus.items()}
     write_json(metrics_path, {k: v for k, v in metrics.items() if k != "confusion"} | {"gates_passed": not failures})
     log.info("test accuracy %.3f, UAR %.3f, macro-F1 %.3f", metrics["accuracy"], metrics["uar"], metrics["macro_f1"])
+    for name, m in per_corpus.items():
+        log.info(
+            "  %s: accuracy %.3f, UAR %.3f, macro-F1 %.3f (n = %d)",
+            name,
+            m["accuracy"],
+            m["uar"],
+            m["macro_f1"],
+            m["n_test"],
+        )
     if "enrolment" in metrics:
         e = metrics["enrolment"]
         log.info(

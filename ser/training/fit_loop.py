@@ -1,9 +1,10 @@
 """What `ser.training.train.fit` plugs into Keras's `fit`: the batches, the learning-rate schedule and the callbacks.
 
-`MixupBatches` feeds shuffled one-hot batches (mixup when `train.mixup` > 0) as plain NumPy, so every Keras
-backend trains on the same batches; `learning_rate_schedule` turns `train.schedule` into a rate and its
-callbacks (cosine decay with `AverageWeights`, stochastic weight averaging over the last epochs, or the
-plateau schedule's early stopping); `EpochProgress` draws a progress bar on a terminal and logs each epoch.
+`MixupBatches` feeds shuffled one-hot batches (mixup when `train.mixup` > 0; balanced by corpus and class with
+`train.balance`, `balance_weights`) as plain NumPy, so every Keras backend trains on the same batches;
+`learning_rate_schedule` turns `train.schedule` into a rate and its callbacks (cosine decay with `AverageWeights`,
+stochastic weight averaging over the last epochs, or the plateau schedule's early stopping); `EpochProgress` draws
+a progress bar on a terminal and logs each epoch.
 
     rate, callbacks = learning_rate_schedule(params.train, steps=len(batches))
 """
@@ -96,31 +97,67 @@ def learning_rate_schedule(
     ]
 
 
+def balance_weights(y: np.ndarray, corpus: np.ndarray | None, mode: str) -> np.ndarray | None:
+    """Per-row weights (mean 1) for `train.balance`: every corpus the same total weight and, within a corpus, every
+    class it has the same; None for `none`. One corpus: plain class balance."""
+    if mode == "none":
+        return None
+    corpus = np.zeros(len(y), int) if corpus is None else np.asarray(corpus)
+    cells = np.char.add(np.asarray(corpus).astype(str), np.char.add(":", np.asarray(y).astype(str)))
+    names, cell, counts = np.unique(cells, return_inverse=True, return_counts=True)
+    per_corpus = {c: sum(1 for n in names if n.rsplit(":", 1)[0] == str(c)) for c in np.unique(corpus)}
+    classes_in = np.array([per_corpus[c] for c in corpus])
+    weights = 1.0 / (len(per_corpus) * classes_in * counts[cell])
+    return (weights / weights.mean()).astype(np.float32)
+
+
 class MixupBatches(keras.utils.PyDataset):
     """Shuffled one-hot batches, reshuffled every epoch, mixed (mixup, Beta(a, a) per example) when `mixup` > 0.
 
-    Plain NumPy, so the same batches feed every Keras backend.
+    `weights` (`balance_weights`) with `balance` "weights" go with each batch as Keras sample weights (mixed as the
+    labels are); with "sampler", each epoch draws its rows with probability proportional to them (with
+    replacement), so the batches themselves are balanced. Plain NumPy, so the same batches feed every Keras backend.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, n_classes: int, batch: int, mixup: float, seed: int) -> None:
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        n_classes: int,
+        batch: int,
+        mixup: float,
+        seed: int,
+        weights: np.ndarray | None = None,
+        balance: str = "weights",
+    ) -> None:
         super().__init__()
         self.x, self.y = x, np.eye(n_classes, dtype=np.float32)[y]
         self.batch, self.mixup = batch, mixup
+        self.weights = None if weights is None else np.asarray(weights, np.float32)
+        self.sampler = self.weights is not None and balance == "sampler"
         self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(x))
+        self.order = self._order()
+
+    def _order(self) -> np.ndarray:
+        if self.sampler:
+            assert self.weights is not None
+            return self.rng.choice(len(self.x), size=len(self.x), p=self.weights / self.weights.sum())
+        return self.rng.permutation(len(self.x))
 
     def __len__(self) -> int:
         return int(np.ceil(len(self.x) / self.batch))
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
         rows = self.order[i * self.batch : (i + 1) * self.batch]
         xb, yb = self.x[rows], self.y[rows]
+        wb = None if self.weights is None or self.sampler else self.weights[rows]
         if self.mixup > 0:
             lam = self.rng.beta(self.mixup, self.mixup, len(rows)).astype(np.float32)
             perm = self.rng.permutation(len(rows))
             xb = lam[:, None, None] * xb + (1 - lam[:, None, None]) * xb[perm]
             yb = lam[:, None] * yb + (1 - lam[:, None]) * yb[perm]
-        return xb, yb
+            wb = None if wb is None else lam * wb + (1 - lam) * wb[perm]
+        return (xb, yb) if wb is None else (xb, yb, wb)
 
     def on_epoch_end(self) -> None:
-        self.order = self.rng.permutation(len(self.x))
+        self.order = self._order()

@@ -59,16 +59,17 @@ def speaker_directions(z: np.ndarray, speakers: np.ndarray, dims: int) -> np.nda
     return vt[:dims].T
 
 
-def _fit_projected(z: np.ndarray, y: np.ndarray, c: float, basis: np.ndarray | None):
-    """A logistic regression fitted on `z` with `basis` projected out, its weights then projected too.
+def _fit_projected(z: np.ndarray, y: np.ndarray, c: float, basis: np.ndarray | None, weight: np.ndarray | None = None):
+    """A logistic regression fitted on `z` (rows weighted by `weight`) with `basis` projected out, its weights then
+    projected too.
 
     w . (z - z B B') = (w - w B B') . z, so the returned classifier takes unprojected rows and serves as is.
     """
     from sklearn.linear_model import LogisticRegression
 
     if basis is None or not basis.shape[1]:
-        return LogisticRegression(C=c, max_iter=3000).fit(z, y)
-    classifier = LogisticRegression(C=c, max_iter=3000).fit(z - (z @ basis) @ basis.T, y)
+        return LogisticRegression(C=c, max_iter=3000).fit(z, y, sample_weight=weight)
+    classifier = LogisticRegression(C=c, max_iter=3000).fit(z - (z @ basis) @ basis.T, y, sample_weight=weight)
     classifier.coef_ = classifier.coef_ - (classifier.coef_ @ basis) @ basis.T
     return classifier
 
@@ -82,6 +83,7 @@ def fit_linear(
     refit: tuple[np.ndarray, ...] | None = None,
     speakers: np.ndarray | None = None,
     nap_grid: tuple[int, ...] = (0,),
+    sample_weight: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
 ):
     """Standardise on the training rows and fit a logistic regression per C; keep the best validation UAR.
 
@@ -91,6 +93,8 @@ def fit_linear(
         speakers: the training rows' speaker ids, needed when `nap_grid` holds more than 0.
         nap_grid: numbers of speaker directions (`speaker_directions`) to project out, chosen with C on
             validation UAR; 0 is the plain fit, and a tie goes to the fewer directions.
+        sample_weight: per-row weights of the training rows, and of the training plus `refit` rows (`train.balance`);
+            None fits unweighted.
 
     Returns:
         (scaler, classifier, report) where report holds the chosen `C`, `nap_dims`, its `val_uar` and every
@@ -110,7 +114,7 @@ def fit_linear(
     train_z, val_z = scaler.transform(stats_train), scaler.transform(stats_val)
     settings = [(dims, c) for dims in sorted(nap_grid) for c in grid]
     bases = {d: speaker_directions(train_z, speakers, d) if d else None for d in nap_grid}  # type: ignore[arg-type]
-    fits = [_fit_projected(train_z, y_train, c, bases[dims]) for dims, c in settings]
+    fits = [_fit_projected(train_z, y_train, c, bases[dims], sample_weight[0]) for dims, c in settings]
     uars = [float(recall_score(y_val, m.predict(val_z), average="macro")) for m in fits]
     best = int(np.argmax(uars))
     dims, c = settings[best]
@@ -134,7 +138,7 @@ def fit_linear(
         if len(refit) < 3:
             raise ValueError("nap_grid: refitting with speaker directions needs the added rows' speakers")
         basis = speaker_directions(z_all, np.concatenate([speakers, refit[2]]), dims)
-    classifier = _fit_projected(z_all, y_all, c, basis)
+    classifier = _fit_projected(z_all, y_all, c, basis, sample_weight[1])
     return scaler, classifier, {**report, "refit_rows": int(len(y_all))}
 
 
@@ -182,12 +186,16 @@ def fit_stats_head(
     y_val: np.ndarray,
     n_classes: int,
     refit: tuple[np.ndarray, np.ndarray] | None = None,
+    sample_weight: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
 ) -> tuple[keras.Model, dict]:
     """Fit the head on (clips, frames, channels) features; returns the Keras head and the fit's report.
 
-    `refit`: (features, labels) added to the training rows once C is chosen (see `fit_linear`).
+    `refit`: (features, labels) added to the training rows once C is chosen; `sample_weight`: the training rows'
+    and the training plus refit rows' weights (see `fit_linear`).
     """
     more = None if refit is None else (clip_stats(refit[0]), refit[1])
-    scaler, classifier, report = fit_linear(clip_stats(x_train), y_train, clip_stats(x_val), y_val, refit=more)
+    scaler, classifier, report = fit_linear(
+        clip_stats(x_train), y_train, clip_stats(x_val), y_val, refit=more, sample_weight=sample_weight
+    )
     log.info("stats head: C %g, validation UAR %.3f", report["C"], report["val_uar"])
     return linear_head(x_train.shape[1:], scaler, classifier, n_classes), report

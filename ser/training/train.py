@@ -37,7 +37,7 @@ from ser.io import atomic_path, read_json, write_json
 from ser.plots import plot_history
 from ser.training.enrolment import FILE as ENROLMENT_FILE
 from ser.training.enrolment import EnrolmentHead, fit_enrolment_head, split_speakers
-from ser.training.fit_loop import EpochProgress, MixupBatches, learning_rate_schedule
+from ser.training.fit_loop import EpochProgress, MixupBatches, balance_weights, learning_rate_schedule
 from ser.training.model import average_models, build_model
 from ser.training.placement import Placement, device_placement
 from ser.training.stats_head import fit_stats_head
@@ -49,6 +49,12 @@ def load_split(features_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(x, y) arrays of one split written by featurize."""
     with np.load(features_dir / f"{split}.npz") as data:
         return data["x"], data["y"]
+
+
+def split_corpus(features_dir: Path, split: str) -> np.ndarray | None:
+    """Each row's corpus in one split written by featurize (None for features without one)."""
+    with np.load(features_dir / f"{split}.npz") as data:
+        return data["corpus"] if "corpus" in data.files else None
 
 
 class Fitted(NamedTuple):
@@ -69,6 +75,7 @@ def fit(
     x_val: np.ndarray,
     y_val: np.ndarray,
     refit: tuple[np.ndarray, np.ndarray] | None = None,
+    corpus: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
 ) -> Fitted:
     """Build, compile and fit the model with the `model` and `train` params.
 
@@ -85,6 +92,7 @@ def fit(
         x_train, y_train, x_val, y_val: features (clips, frames, mels) and class indices.
         refit: with `train.refit`, the validation clips as training sees them (the benchmark adds their
             augmented copies); None uses (x_val, y_val).
+        corpus: each training row's corpus, and each refit row's (for `train.balance`; None: one corpus).
 
     Returns:
         `Fitted`: the model with each member's best-epoch weights, the per-epoch history (a `member`
@@ -93,18 +101,22 @@ def fit(
     """
     members, frames, seconds = [], [], 0.0
     placement = device_placement()
+    balance, (train_corpus, refit_corpus) = params.train.balance, corpus
     if params.train.refit:
         refit = (x_val, y_val) if refit is None else refit
         fit_on = (np.concatenate([x_train, refit[0]]), np.concatenate([y_train, refit[1]]))
+        both = None if train_corpus is None or refit_corpus is None else np.concatenate([train_corpus, refit_corpus])
+        weights = balance_weights(fit_on[1], both, balance)
         log.info("train.refit: fitting on %d training + %d validation windows", len(x_train), len(refit[0]))
     else:
         refit, fit_on = None, (x_train, y_train)
+        weights = balance_weights(y_train, train_corpus, balance)
     for member in range(params.train.ensemble):
         seed = params.train.seed + member
         if params.train.ensemble > 1:
             log.info("ensemble member %d/%d (seed %d)", member + 1, params.train.ensemble, seed)
         name = "cnn_lstm" if params.train.ensemble == 1 else f"cnn_lstm_seed{seed}"
-        model, frame, secs = fit_member(params, stats, fit_on, (x_val, y_val), seed, name, placement)
+        model, frame, secs = fit_member(params, stats, fit_on, (x_val, y_val), seed, name, placement, weights)
         members.append(model)
         frames.append(frame.assign(member=member) if params.train.ensemble > 1 else frame)
         seconds += secs
@@ -113,7 +125,10 @@ def fit(
     head_report: dict = {}
     if params.model.stats_head:
         start = time.perf_counter()
-        head, head_report = fit_stats_head(x_train, y_train, x_val, y_val, len(stats["classes"]), refit=refit)
+        head_weights = balance_weights(y_train, train_corpus, balance)
+        head, head_report = fit_stats_head(
+            x_train, y_train, x_val, y_val, len(stats["classes"]), refit=refit, sample_weight=(head_weights, weights)
+        )
         with placement.scope():
             model = average_models([model, head], name="cnn_lstm_stats")
         seconds += time.perf_counter() - start
@@ -128,8 +143,10 @@ def fit_member(
     seed: int,
     name: str,
     placement: Placement,
+    weights: np.ndarray | None = None,
 ) -> tuple[keras.Model, pd.DataFrame, float]:
-    """Fit one model with `seed` on `fit`'s one `placement`; returns the model, its history and seconds."""
+    """Fit one model with `seed` on `fit`'s one `placement` (`weights`: `train.balance`'s per training row);
+    returns the model, its history and seconds."""
     keras.utils.set_random_seed(seed)
     (x_train, y_train), (x_val, y_val) = train, val
     n_classes = len(stats["classes"])
@@ -146,7 +163,7 @@ def fit_member(
             **params.model.model_dump(exclude={"stats_head", "layer_weighting"}),
         )
     batch = t.batch_size * placement.replicas
-    train_ds = MixupBatches(x_train, y_train, n_classes, batch, t.mixup, seed)
+    train_ds = MixupBatches(x_train, y_train, n_classes, batch, t.mixup, seed, weights, t.balance)
     rate, callbacks = learning_rate_schedule(t, len(train_ds))
     with placement.scope():
         optimizer = (
@@ -202,7 +219,8 @@ def train(params: Params, features_dir: Path, model_dir: Path, history_path: Pat
     stats = read_json(features_dir / "stats.json")
     x_train, y_train = load_split(features_dir, "train")
     x_val, y_val = load_split(features_dir, "val")
-    model, frame, seconds, head, windows = fit(params, stats, x_train, y_train, x_val, y_val)
+    corpus = (split_corpus(features_dir, "train"), split_corpus(features_dir, "val"))
+    model, frame, seconds, head, windows = fit(params, stats, x_train, y_train, x_val, y_val, corpus=corpus)
     enrolment: EnrolmentHead | None = None
     enrolment_report: dict = {}
     if params.enrolment.head:  # speaker enrolment (ser.training.enrolment): a second linear head, saved beside
@@ -224,6 +242,7 @@ def train(params: Params, features_dir: Path, model_dir: Path, history_path: Pat
         "params": int(model.count_params()),
         "ensemble": params.train.ensemble,
         "refit": params.train.refit,
+        "balance": params.train.balance,
         **({"stats_head": head} if head else {}),
         **({"enrolment_head": enrolment_report} if enrolment_report else {}),
     }

@@ -32,7 +32,7 @@ def test_parallel_bench_runs_settings_side_by_side_and_compares_them(tiny_corpus
         "0",
         "--seeds",
         "42,43",
-        "--select-actors",
+        "--select-speakers",
         "1",
         "--parallel",
         "4",
@@ -64,7 +64,7 @@ def test_parallel_bench_runs_settings_side_by_side_and_compares_them(tiny_corpus
     from ser.training.evaluate import score
 
     members = [results.load_probs(out / "runs" / f"C-s{seed}-f0" / "probs.npz")[0] for seed in (42, 43)]
-    classes = json.loads((out / "runs" / "C-s42-f0" / "results.json").read_text())["params"]["data"]["classes"]
+    classes = json.loads((out / "runs" / "C-s42-f0" / "results.json").read_text())["speaker"]["classes"]
     mean = (members[0]["test_probs"] + members[1]["test_probs"]) / 2
     ensemble = json.loads((out / "C.json").read_text())["speaker"]["seed_ensemble"]
     assert ensemble["members"] == {"0": 2} and set(ensemble) == {"select", "test", "members"}
@@ -102,7 +102,7 @@ def test_parallel_bench_refuses_a_nameless_setting(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_whisper_layer_probe_scores_layers_on_validation_actors(tiny_corpus, tmp_path, capsys):
+def test_whisper_layer_probe_scores_layers_on_validation_speakers(tiny_corpus, tmp_path, capsys):
     from bench import whisper_probe
     from ser.training.stats_head import C_GRID
 
@@ -144,7 +144,7 @@ def test_whisper_layer_probe_scores_layers_on_validation_actors(tiny_corpus, tmp
     for r in res["results"].values():
         assert all(row["C"] in C_GRID for row in r["folds"])
         assert 0 <= r["val_uar_mean"] <= 1 and 0 <= r["uar_mean"] <= 1
-        # The tiny corpus's classes are audible tones, not noise: above chance (1/8) on held-out actors.
+        # The tiny corpus's classes are audible tones, not noise: above chance (1/8) on held-out speakers.
         assert r["uar_mean"] > 0.2
     assert "| 3,4 |" in (out / "results.md").read_text() and "| 3,4 mean 5 |" in (out / "results.md").read_text()
     assert len(results.load_probs(out / "probs-3_4-mean-5.npz")) == 4
@@ -153,7 +153,7 @@ def test_whisper_layer_probe_scores_layers_on_validation_actors(tiny_corpus, tmp
     assert all(r["test_probs"].shape == (len(r["test_y"]), 8) for r in runs)
     assert whisper_probe.parse_spec("0-6") == list(range(7)) and whisper_probe.parse_spec("2,5") == [2, 5]
     # speaker directions projected out: a fixed number, or a grid chosen per fold on validation (4 folds of the
-    # 4 actors leave 2 training actors, so 1 direction at most)
+    # 4 speakers leave 2 training speakers, so 1 direction at most)
     nap_out = tmp_path / "probe-nap"
     argv = [*bench_argv(tiny_corpus, params), "--folds", "4", "--specs", "3,4", "--nap", "0", "1", "0,1"]
     assert whisper_probe.main([*argv, "--out", str(nap_out)]) == 0
@@ -216,11 +216,11 @@ def test_robustness_probe_scores_conditions_heads_and_the_unheard_sentence(tiny_
         assert [row["fold"] for row in head["folds"]] == [0, 1]
         for row in head["folds"]:
             assert row["C"] in C_GRID and list(row["conditions"]) == res["conditions"]
-            # the heads are compared on the validation actors' mean UAR over clean and every condition
+            # the heads are compared on the validation speakers' mean UAR over clean and every condition
             assert row["val_uar_all"] == pytest.approx(np.mean([c["val"]["uar"] for c in row["conditions"].values()]))
             for scores in row["conditions"].values():
                 assert sum(scores["test"]["predicted_share"].values()) == pytest.approx(1.0)
-        # The tiny corpus's classes are audible tones: above chance (1/8) on held-out actors, clean.
+        # The tiny corpus's classes are audible tones: above chance (1/8) on held-out speakers, clean.
         assert head["test_clean"]["uar"]["mean"] > 0.2
     sentence = res["sentence"]["folds"]
     assert sorted((r["fold"], r["fitted_on"]) for r in sentence) == [(0, 1), (0, 2), (1, 1), (1, 2)]
@@ -330,7 +330,7 @@ def test_length_probe_scores_each_length_and_setting_on_validation_chosen_fits(t
             cell = r[f"test_{length}"]
             assert 0 <= cell["uar"]["mean"] <= 1 and 0 <= cell["ece"]["mean"] <= 1
             assert sum(cell["predicted_share"].values()) == pytest.approx(1.0)
-        # Full windows of audible tones: above chance (1/8) on held-out actors.
+        # Full windows of audible tones: above chance (1/8) on held-out speakers.
         assert r["test_3.5s"]["uar"]["mean"] > 0.2
     weights = res["results"]["weighted 0-6, masked + crops"]["runs"][0]["layer_weights"]
     assert len(weights) == 7 and sum(weights) == pytest.approx(1.0, abs=1e-3)
@@ -367,8 +367,8 @@ def test_length_eval_scores_a_model_on_its_test_clips_cut_short(tiny_corpus, tmp
     model = make_tiny_model(tmp_path / "model")
     manifest = build_manifest(tiny_corpus)
     manifest.to_csv(tmp_path / "manifest.csv", index=False)
-    index = manifest[["clip_id", "emotion", "actor"]].assign(copy=0, augmentation="")
-    index["split"] = np.where(index["actor"] == 4, "test", "train")
+    index = manifest[["clip_id", "emotion", "speaker"]].assign(copy=0, augmentation="")
+    index["split"] = np.where(index["speaker"] == "ravdess:04", "test", "train")
     index.to_csv(tmp_path / "index.csv", index=False)
     clips = index[index["split"] == "test"].merge(manifest[["clip_id", "path"]], on="clip_id")
     folder = tmp_path / "cut"
@@ -385,7 +385,7 @@ def test_length_eval_scores_a_model_on_its_test_clips_cut_short(tiny_corpus, tmp
         == 0
     )
     res = json.loads((out / "results.json").read_text())
-    assert res["clips"] == len(clips) == 60 and res["actors"] == [4]
+    assert res["clips"] == len(clips) == 60 and res["speakers"] == ["ravdess:04"]
     for name in ("1s", "3.5s"):
         assert sum(res[name]["predicted_share"].values()) == pytest.approx(1.0) and 0 <= res[name]["uar"] <= 1
         known = int(clips["emotion"].isin(CLASSES).sum())  # the tiny model's classes; the others are counted out
@@ -431,7 +431,7 @@ def test_enrolment_eval_fits_the_head_per_fold_and_fuses_it_with_saved_runs(tiny
     params_path.write_text(yaml.safe_dump(tiny_params(features={"kind": "logmel"}, model={"stats_head": False})))
     params, cache = load_params(params_path), tmp_path / "cache"
     corpus = prepare(tiny_corpus, params, cache)
-    classes = params.data.classes
+    classes = params.data.class_set(corpus.clips["emotion"])
     y = corpus.index["emotion"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     runs = [
         {"fold": r["fold"], "seed": 42, "test_probs": np.full((r["test"].sum(), 8), 1 / 8), "test_y": y[r["test"]]}
@@ -454,3 +454,13 @@ def test_enrolment_eval_fits_the_head_per_fold_and_fuses_it_with_saved_runs(tiny
     save_probs(runs, tmp_path / "probs.npz")
     with pytest.raises(ValueError, match=r"model 1, fold 0: no run, or other test clips"):
         enrolment_eval.main(argv)
+
+
+def test_ravdess_report_names_speakers_by_corpus_and_reads_runs_written_with_actors():
+    """Run tables name speakers per corpus; results.json files from before speakers (`test_actors`) still render."""
+    from bench.ravdess_report import speakers
+
+    run = {"test_speakers": ["ravdess:02", "ravdess:11", "emodb:03"], "val_speakers": ["ravdess:05"]}
+    assert speakers(run, "test") == "ravdess 02, 11; emodb 03" and speakers(run, "val") == "ravdess 05"
+    assert speakers({"test_actors": [2, 11, 16, 23]}, "test") == "[2, 11, 16, 23]"  # as those reports print it
+    assert speakers({"fold": 0}, "test", "random 20 %") == "random 20 %"  # the article's split names none

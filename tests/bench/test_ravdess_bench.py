@@ -44,9 +44,10 @@ def test_folds_seeds_article_and_cost(tiny_corpus, tmp_path):
     res = json.loads((out / "results.json").read_text())
     runs = res["speaker"]["runs"]
     assert len(runs) == 4 and {(r["fold"], r["seed"]) for r in runs} == {(0, 42), (0, 43), (1, 42), (1, 43)}
-    tested = sorted(a for r in runs if r["seed"] == 42 for a in r["test_actors"])
-    assert tested == [1, 2, 3, 4]  # every actor tested exactly once
-    assert all(not set(r["val_actors"]) & set(r["test_actors"]) for r in runs)
+    tested = sorted(a for r in runs if r["seed"] == 42 for a in r["test_speakers"])
+    assert tested == [f"ravdess:{a:02d}" for a in range(1, 5)]  # every speaker tested exactly once
+    assert all(not set(r["val_speakers"]) & set(r["test_speakers"]) for r in runs)
+    assert res["speaker"]["classes"] == list(EMOTIONS)  # data.classes [] : the corpus's, all eight here
     assert res["params"]["model"]["pooling"] == "attention"  # --set reached the model
     for block in (res["speaker"], res["speaker"]["seed_ensemble"]):
         assert 0 <= block["uar"]["mean"] <= 1 and block["uar"]["n"] == 2 if block is not res["speaker"] else 4
@@ -83,27 +84,28 @@ def test_folds_seeds_article_and_cost(tiny_corpus, tmp_path):
     assert f"re-measured at commit {host['commit']} on {host['cpu_model']}" in (out / "results.md").read_text()
 
 
-def test_speaker_folds_never_train_on_test_actors(tiny_corpus, tmp_path):
-    """Every scored clip belongs to the fold's test actors; validation actors come from the rest."""
+def test_speaker_folds_never_train_on_test_speakers(tiny_corpus, tmp_path):
+    """Every scored clip belongs to the fold's test speakers; validation speakers come from the rest."""
     from bench.protocols import prepare, speaker_folds
     from ser.config import parse_params
     from ser.overrides import override
 
     params = override(parse_params(tiny_params(train={"epochs": 1})), ["augment.copies=0"])
     corpus = prepare(tiny_corpus, params)
-    actor_of = dict(zip(corpus.clips["clip_id"], corpus.clips["actor"], strict=True))
+    speaker_of = dict(zip(corpus.clips["clip_id"], corpus.clips["speaker"], strict=True))
     for r in speaker_folds(corpus, params, folds=2, seeds=1):
-        assert {actor_of[c] for c in r["test_clips"]} == set(r["test_actors"])
+        assert {speaker_of[c] for c in r["test_clips"]} == set(r["test_speakers"])
         assert (
             len(r["test_clips"])
             == len(set(r["test_clips"]))
-            == int(pd.Series(list(actor_of.values())).isin(r["test_actors"]).sum())
+            == int(pd.Series(list(speaker_of.values())).isin(r["test_speakers"]).sum())
         )  # originals only, no augmented copy
-        assert not set(r["val_actors"]) & set(r["test_actors"])
+        assert not set(r["val_speakers"]) & set(r["test_speakers"])
+        assert set(r["test_corpus"]) == {"ravdess"} and len(r["test_corpus"]) == len(r["test_clips"])
 
 
-def test_select_actors_are_held_out_and_compared_pairwise(tiny_corpus, tmp_path, capsys):
-    """--select-actors scores actors that neither training nor early stopping saw; compare_runs pairs runs.
+def test_select_speakers_are_held_out_and_compared_pairwise(tiny_corpus, tmp_path, capsys):
+    """--select-speakers scores speakers that neither training nor early stopping saw; compare_runs pairs runs.
 
     With model.stats_head, each averaged model is also scored alone."""
     from bench import compare_runs
@@ -119,7 +121,7 @@ def test_select_actors_are_held_out_and_compared_pairwise(tiny_corpus, tmp_path,
         "0,1",
         "--protocols",
         "speaker",
-        "--select-actors",
+        "--select-speakers",
         "1",
         "--out",
         str(out),
@@ -135,11 +137,15 @@ def test_select_actors_are_held_out_and_compared_pairwise(tiny_corpus, tmp_path,
     assert all(r["stats_head_C"] > 0 for r in res["speaker"]["runs"])
     assert "| stats_head |" in (out / "results.md").read_text()
     for r in res["speaker"]["runs"]:
-        held = [r["test_actors"], r["val_actors"], r["select_actors"]]
+        held = [r["test_speakers"], r["val_speakers"], r["select_speakers"]]
         assert [len(h) for h in held] == [1, 1, 1] and len({a for h in held for a in h}) == 3
         assert 0 <= r["select_uar"] <= 1
     assert res["speaker"]["select_uar"]["n"] == 2
-    assert "selection UAR (held-out actors" in (out / "results.md").read_text()
+    md = (out / "results.md").read_text()
+    assert "selection UAR (held-out speakers" in md and "| select speakers | select UAR |" in md
+    # the run table names each run's speakers by corpus
+    run = res["speaker"]["runs"][0]
+    assert f"| ravdess {run['test_speakers'][0].split(':')[1]} | ravdess {run['val_speakers'][0].split(':')[1]} |" in md
     # A run compared with itself: every paired difference is zero, no pair favours either side.
     assert compare_runs.main([str(out / "results.json")] * 2) == 0
     report = capsys.readouterr().out
@@ -150,27 +156,33 @@ def test_select_actors_are_held_out_and_compared_pairwise(tiny_corpus, tmp_path,
     assert diff["diff_mean"] == pytest.approx(0.05) and (diff["other_better"], diff["base_better"]) == (1, 0)
 
 
-def test_select_actors_that_leave_no_training_actor_are_refused(tiny_corpus):
+def test_select_speakers_that_leave_no_training_speaker_are_refused(tiny_corpus):
     from bench.protocols import prepare, speaker_folds
     from ser.config import parse_params
 
     params = parse_params(tiny_params(train={"epochs": 1}))
-    with pytest.raises(ValueError, match=r"split.val_actors \(1\) \+ select actors \(2\)"):
-        next(speaker_folds(prepare(tiny_corpus, params), params, folds=4, select_actors=2))
+    with pytest.raises(ValueError, match=r"speakers of ravdess .* split.val_speakers \(1\) \+ select speakers \(2\)"):
+        next(speaker_folds(prepare(tiny_corpus, params), params, folds=4, select_speakers=2))
 
 
-def test_fold_actors_test_every_actor_once_and_keep_the_groups_apart():
-    from bench.protocols import fold_actors
+def test_fold_speakers_test_every_speaker_once_and_keep_the_groups_apart():
+    from bench.protocols import fold_speakers
     from ser.config import parse_params
 
     params = parse_params({})
-    actors = list(range(1, 25))
+    speakers = [f"ravdess:{a:02d}" for a in range(1, 25)]
+    clips = pd.DataFrame(
+        {"corpus": "ravdess", "speaker": speakers, "gender": ["male", "female"] * 12}  # RAVDESS: odd actors male
+    )
     tested = []
-    for _, groups in fold_actors(actors, params, folds=6, select_actors=2):
-        assert sorted(a for group in groups.values() for a in group) == actors  # a partition of the actors
-        assert (len(groups["test"]), len(groups["val"]), len(groups["select"])) == (4, params.split.val_actors, 2)
-        tested += groups["test"]
-    assert sorted(tested) == actors
+    for _, groups in fold_speakers(clips, params, folds=6, select_speakers=2):
+        assert sorted(a for group in groups.values() for a in group) == speakers  # a partition of the speakers
+        assert (len(groups["test"]), len(groups["val"]), len(groups["select"])) == (4, params.split.val_speakers, 2)
+        tested.append(groups["test"])
+    assert sorted(a for fold in tested for a in fold) == speakers
+    # the folds of the actor-numbered protocol, unchanged (every report before speakers replaced actors used them)
+    folds = [[2, 11, 16, 23], [5, 9, 14, 20], [8, 15, 19, 24], [3, 6, 12, 17], [10, 13, 21, 22], [1, 4, 7, 18]]
+    assert tested == [[f"ravdess:{a:02d}" for a in fold] for fold in folds]
 
 
 def test_refit_trains_on_the_validation_clips_with_their_augmented_copies():
@@ -180,13 +192,15 @@ def test_refit_trains_on_the_validation_clips_with_their_augmented_copies():
     rng = np.random.default_rng(0)
     clips = pd.DataFrame(
         {
-            "clip_id": [f"c{i}" for i in range(24)],
-            "actor": np.arange(24) % 4 + 1,
+            "clip_id": [f"c:{i}" for i in range(24)],
+            "corpus": "c",
+            "speaker": [f"c:{i % 4 + 1}" for i in range(24)],
+            "gender": None,
             "emotion": ["neutral", "happy", "sad"] * 8,
         }
     )
     index = pd.concat([clips.assign(copy=0), clips.assign(copy=1)], ignore_index=True)  # original + 1 copy each
-    corpus = Corpus(index, rng.normal(size=(48, 30, 8)).astype("float32"), clips, [])
+    corpus = Corpus(index, rng.normal(size=(48, 30, 8)).astype("float32"), clips, [], [{"name": "c"}], {})
     roles = {c: ("train", "train", "val", "test")[i % 4] for i, c in enumerate(clips["clip_id"])}  # 12/6/6 clips
     classes = ["neutral", "happy", "sad"]
     small = {"model": {"filters": [8, 8, 8], "lstm_units": [8, 8], "dense_units": 8}}

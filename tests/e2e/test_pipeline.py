@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ser.labels import EMOTIONS
 from tests.conftest import REPO, run, tiny_params
 from tests.e2e.test_readme import dvc_blocks_script
 
@@ -20,17 +21,30 @@ def stages_run(stdout: str) -> set[str]:
     return {line.split("'")[1] for line in stdout.splitlines() if line.startswith("Running stage")}
 
 
-def committed_copy(project_copy) -> Path:
+def committed_copy(project_copy, params: dict | None = None) -> Path:
     """A project copy as a fresh clone has it: committed (experiments need a commit), with this `.venv`."""
-    repo = project_copy()
+    repo = project_copy(params)
     (repo / ".venv").symlink_to(REPO / ".venv")
     run(["git", "add", "-A"], repo)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "fresh clone"], repo)
     return repo
 
 
-def test_dvc_pipeline_end_to_end(project_copy):
-    repo = committed_copy(project_copy)
+def two_corpora(tmp_path: Path) -> dict:
+    """tiny_params on two generated corpora: the synthetic RAVDESS-layout one and a labelled folder (its own
+    emotion names mapped onto ours, boredom left out), made as a user would with `ser data synth`."""
+    from ser.data.synth_labelled import LABELLED_NAMES
+
+    folder = tmp_path / "labelled"
+    run(["ser", "data", "synth", "--out", str(folder), "--actors", "4", "--layout", "labelled"], REPO)
+    params = tiny_params()
+    spec = {"path": str(folder), "name": "lab", "emotions": LABELLED_NAMES, "language": "en"}
+    params["data"]["sources"] = ["synthetic", spec]
+    return params
+
+
+def test_dvc_pipeline_end_to_end(project_copy, tmp_path):
+    repo = committed_copy(project_copy, two_corpora(tmp_path))
     # The README's main command: the pipeline as a temporary DVC experiment; the checkout stays clean.
     made = run(["make", "-o", "setup", "run"], repo)  # `setup` is this checkout's, already made
     assert {"ingest", "validate_raw", "report", "featurize", "validate_features", "train", "evaluate", "package"} <= (
@@ -60,8 +74,29 @@ def test_dvc_pipeline_end_to_end(project_copy):
     assert "epoch" in (repo / "reports/train/history.csv").read_text().splitlines()[0]
     shown = run(["dvc", "metrics", "show", "--json"], repo).stdout
     assert "uar" in shown
+    # two corpora: one manifest, per-corpus metrics, both in the model card with their licence
+    corpora = {c["name"]: c for c in json.loads((repo / "data/corpora.json").read_text())}
+    assert set(corpora) == {"synthetic", "lab"} and corpora["lab"]["excluded"] == {"boredom": 16}
+    assert set(metrics["per_corpus"]) == {"synthetic", "lab"}
+    assert metrics["per_corpus"]["lab"]["classes_in_corpus"] == sorted(
+        {"neutral", "happy", "sad", "angry", "fearful", "disgust"}, key=EMOTIONS.index
+    )
+    card = (repo / "reports/model_card.md").read_text()
+    assert "`synthetic`" in card and "`lab`" in card and "unknown" in card
 
     # Nothing changed: nothing runs.
+    assert stages_run(run(["dvc", "repro"], repo).stdout) == set()
+
+    # A corpus's entry changes: ingest runs again but keeps the unchanged corpus as it was.
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"]["sources"][1]["language"] = "de"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    again = run(["dvc", "repro", "ingest"], repo)
+    assert "synthetic: unchanged since the last run" in again.stdout + again.stderr
+    assert "de" in {c["language"] for c in json.loads((repo / "data/corpora.json").read_text())}
+    params["data"]["sources"][1]["language"] = "en"  # and back: the outputs are as the lock has them again
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["dvc", "repro", "ingest"], repo)
     assert stages_run(run(["dvc", "repro"], repo).stdout) == set()
 
     # One augmentation parameter: featurize, train, evaluate re-run; ingest does not.
@@ -78,7 +113,7 @@ def test_dvc_pipeline_end_to_end(project_copy):
         shutil.rmtree(repo / path)
     (repo / "data/manifest.csv").unlink()
     run(["dvc", "pull"], repo)
-    assert (repo / "models/model.keras").is_file() and len(list((repo / "data/raw").rglob("*.wav"))) == 240
+    assert (repo / "models/model.keras").is_file() and len(list((repo / "data/raw").rglob("*.wav"))) == 240 + 96
     assert "up to date" in run(["dvc", "status"], repo).stdout
 
 
@@ -98,7 +133,7 @@ def test_gate_and_bad_params_fail_clearly_and_keep_outputs(project_copy):
 
     for section, values, message in [
         ("data", {"classes": ["neutral", "joy"]}, "data.classes: Value error, unknown class(es) ['joy']"),
-        ("split", {"val_actors": 2, "test_actors": 2}, "split.val_actors + split.test_actors = 4 leaves no actor"),
+        ("split", {"val_speakers": 2, "test_speakers": 2}, "split.val_speakers + split.test_speakers = 4 leaves no"),
         ("features", {"n_mels": -8}, "features.n_mels: Input should be greater than or equal to 8"),
     ]:
         params = fast_params(**{section: values})

@@ -27,8 +27,8 @@ def test_the_package_is_folders_by_role_and_test_code_stays_out_of_it():
     roles = {p.name for p in (REPO / "ser").iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
     assert roles == {"cli", "data", "features", "training", "serving"}
     top = {p.stem for p in (REPO / "ser").glob("*.py")}
-    # shared ground only: params (config, their dotted overrides), I/O, audio, labels, plots
-    assert top == {"__init__", "__main__", "config", "overrides", "io", "audio", "labels", "plots"}
+    # shared ground only: params (config, the corpora's sections, their dotted overrides), I/O, audio, labels, plots
+    assert top == {"__init__", "__main__", "config", "corpora", "overrides", "io", "audio", "labels", "plots"}
     for path in (REPO / "ser").rglob("*.py"):
         assert "testing" not in path.stem and "benchmark" not in path.stem, path
     for sub in ("data", "features", "training", "serving"):

@@ -1,6 +1,7 @@
 """The raw-corpus contract: each deliberately broken corpus, built from the synthetic
 generator, is caught by the intended expectation, named in the error, the JSON result
-and the HTML report; the split checks catch leaking actors and missing classes."""
+and the HTML report; RAVDESS's name checks judge RAVDESS-named clips only; the split checks catch leaking
+speakers and missing classes."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import soundfile as sf
 
 from ser.config import parse_params
 from ser.data.contract import ContractError, check_splits
-from ser.data.ingest import build_manifest
+from ser.data.ingest import build_manifest, measure_corpus
 from ser.data.splits import assign_splits
 from ser.data.validate import validate_raw
 from tests.conftest import tiny_params
@@ -89,7 +90,7 @@ BREAKS = {  # case: (break the corpus -> offending path, intended check, other c
     "stereo": (lambda r: rewrite(r / CLIP, lambda s, sr: (np.stack([s, s], 1), sr)) or CLIP, "channels", set()),
     "silent": (lambda r: rewrite(r / CLIP, lambda s, sr: (s * 0, sr)) or CLIP, "not_silent", set()),
     "clipped": (lambda r: rewrite(r / CLIP, lambda s, sr: (np.clip(s * 20, -1, 1), sr)) or CLIP, "not_clipped", set()),
-    "unknown_emotion_code": (unknown_emotion, "emotion_code", set()),
+    "unknown_emotion_code": (unknown_emotion, "emotion_code", {"emotion_present"}),
     "duplicate_content": (duplicate_content, "unique_content", set()),
     "duplicate_clip_id": (duplicate_clip_id, "unique_clip_id", set()),
     "mislabelled_actor_folder": (wrong_folder, "actor_matches_folder", set()),
@@ -144,29 +145,59 @@ def test_missing_class_in_test_split_stops_both_modes(tmp_path, tiny_corpus):
         assert "test/sad" in (tmp_path / mode / "raw.html").read_text()
 
 
-def test_random_split_is_exempt_from_the_actor_check(tmp_path, tiny_corpus):
-    # The article's random split puts every actor's clips in several splits by design: the contract
-    # still checks classes per split but not actor leakage (speaker-independent splits are the default).
+def test_random_split_is_exempt_from_the_speaker_check(tmp_path, tiny_corpus):
+    # The article's random split puts every speaker's clips in several splits by design: the contract
+    # still checks classes per split but not speaker leakage (speaker-independent splits are the default).
     result = run_raw(tiny_corpus, tmp_path, params(method="random"))
-    assert result["success"] and "actor_one_split" not in checks(json.loads((tmp_path / "raw.json").read_text()))
+    assert result["success"] and "speaker_one_split" not in checks(json.loads((tmp_path / "raw.json").read_text()))
     leak = check_splits(
-        pd.DataFrame({"clip_id": ["a", "b"], "actor": [1, 1], "emotion": ["sad", "sad"], "split": ["train", "test"]}),
+        pd.DataFrame(
+            {"clip_id": ["a", "b"], "speaker": ["x:1"] * 2, "emotion": ["sad"] * 2, "split": ["train", "test"]}
+        ),
         ["sad"],
     )[0]
-    assert leak.key == "actor_one_split" and not leak.success
+    assert leak.key == "speaker_one_split" and not leak.success
 
 
-def test_split_check_names_leaking_actor_and_missing_class():
+def test_split_check_names_leaking_speaker_and_missing_class():
     rows = [
-        (f"c{a}{e}{i}", a, e, s)
+        (f"c{a}{e}{i}", f"ravdess:{a:02d}", e, s)
         for a, s in ((1, "train"), (2, "val"), (3, "test"))
         for e in ("sad", "angry")
         for i in range(2)
     ]
-    table = pd.DataFrame(rows, columns=["clip_id", "actor", "emotion", "split"])
+    table = pd.DataFrame(rows, columns=["clip_id", "speaker", "emotion", "split"])
     assert all(r.success for r in check_splits(table, ["sad", "angry"]))
-    table.loc[0, "split"] = "test"  # one clip of actor 1 leaks into the test split
+    table.loc[0, "split"] = "test"  # one clip of speaker 1 leaks into the test split
     table = table[~((table["split"] == "val") & (table["emotion"] == "angry"))]
     leak, missing = check_splits(table, ["sad", "angry"])
-    assert not leak.success and leak.offending == ["actor 01 in test+train"]
+    assert not leak.success and leak.offending == ["speaker ravdess:01 in test+train"]
     assert not missing.success and missing.offending == ["val/angry"]
+
+
+def test_ravdess_name_checks_judge_ravdess_clips_only_and_generic_ones_every_corpus(tmp_path, tiny_corpus):
+    from ser.data.synth_labelled import LABELLED_NAMES, generate_labelled_corpus
+    from ser.data.validate import validate_raw
+
+    labelled = tmp_path / "labelled"
+    generate_labelled_corpus(labelled, n_speakers=5, seed=2)
+    both = pd.concat(
+        [build_manifest(tiny_corpus), measure_corpus({"path": str(labelled), "emotions": LABELLED_NAMES})[0]],
+        ignore_index=True,
+    )
+    both["path"] = [f"{c}/{p}" for c, p in zip(both["corpus"], both["path"], strict=True)]
+    bad = both.index[both["corpus"] == "labelled"][0]
+    both.loc[bad, "speaker"] = None  # a labelled clip without a speaker: a generic check catches it
+    both.to_csv(tmp_path / "manifest.csv", index=False)
+    out = tmp_path / "out"
+    result = validate_raw(
+        params("quarantine"), tmp_path / "manifest.csv", out / "a.csv", out / "q.csv", out / "r.json", out / "r.html"
+    )
+    by_key = checks(result)
+    # the labelled clips have no RAVDESS name fields, and none of RAVDESS's checks fails on them
+    for key in ("modality", "emotion_code", "statement", "in_actor_folder", "labels_match_name", "actor_range"):
+        assert by_key[key]["success"], key
+    assert 'where scheme=="ravdess"' in by_key["modality"]["expectation"]
+    assert by_key["speaker_present"]["offending"] == [both.loc[bad, "path"]] and result["quarantined"] == 1
+    # the class set is the union: calm and surprised come from the RAVDESS-layout corpus alone
+    assert by_key["class_in_every_split"]["success"] and result["accepted"] == len(both) - 1

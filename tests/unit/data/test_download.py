@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import socket
 import zipfile
 from collections.abc import Iterator
@@ -13,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from typer.testing import CliRunner
 
-from ser.data.download import DownloadError, fetch_ravdess, resolve_file
+from ser.cli import app
+from ser.data.download import DownloadError, emodb_checksums, fetch_emodb, fetch_ravdess, resolve_file
 from tests.httpserver import LocalServer
 
 ZIP_NAME = "Audio_Speech_Actors_01-24.zip"
@@ -195,3 +198,169 @@ def test_nested_zip_and_legacy_record_formats(server, tmp_path):
     sha = {"files": [{"filename": ZIP_NAME, "checksum": sha256, "links": {"self": file_url}}]}
     url = server.add("/api/records/4", json.dumps(sha).encode(), "application/json")
     check_tree(fetch_ravdess(tmp_path / "sha", record_url=url, progress=False))
+
+
+# -- EmoDB: the corpus site's download.zip, checked file by file -----------------------------------
+
+EMODB_WAVS = ["03a01Fa.wav", "08b02Wb.wav", "16a05Tc.wav"]
+EMODB_PATH = "/download/download.zip"
+SOURCE_BLOBS = Path(__file__).resolve().parents[3].parent / "shared/data/emodb-16k/SOURCE_BLOBS.tsv"
+
+
+def emodb_sums() -> dict[str, str]:
+    return {name: hashlib.sha256(_wav_bytes(100 + i)).hexdigest() for i, name in enumerate(EMODB_WAVS)}
+
+
+def make_emodb_zip(prefix: str = "", extra: dict[str, bytes] | None = None, tamper: str = "") -> bytes:
+    """A small zip in the download.zip layout (wav/ beside lablaute/), optionally nested under `prefix`."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for i, name in enumerate(EMODB_WAVS):
+            data = _wav_bytes(100 + i)
+            zf.writestr(f"{prefix}wav/{name}", data[:-2] + b"\x01\x02" if name == tamper else data)
+        zf.writestr(f"{prefix}lablaute/03a01Fa.lab", b"0.1 a\n")
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def check_emodb(root: Path) -> None:
+    assert sorted(p.name for p in (root / "wav").iterdir()) == EMODB_WAVS
+    for i, name in enumerate(EMODB_WAVS):
+        assert (root / "wav" / name).read_bytes() == _wav_bytes(100 + i)
+    assert (root / "lablaute" / "03a01Fa.lab").is_file()
+
+
+def no_leftovers(folder: Path) -> bool:
+    return not [p for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_emodb_full_download_extracts_and_is_idempotent(server, tmp_path, monkeypatch):
+    body = make_emodb_zip()
+    monkeypatch.setenv("SER_EMODB_URL", server.add(EMODB_PATH, body))
+    root = fetch_emodb(tmp_path, checksums=emodb_sums(), progress=False)
+    assert root == tmp_path / "emodb"
+    check_emodb(root)
+    assert (tmp_path / "emodb.zip").read_bytes() == body and not (tmp_path / "emodb.zip.part").exists()
+    assert (root / ".ser-extracted").read_text().strip() == "sha256:" + hashlib.sha256(body).hexdigest()
+    assert fetch_emodb(tmp_path, checksums=emodb_sums(), progress=False) == root  # zip vs marker: reused
+    assert len(server.seen(EMODB_PATH)) == 1 and no_leftovers(tmp_path)
+
+
+def test_emodb_nested_folder_and_finished_part(server, tmp_path):
+    body = make_emodb_zip(prefix="download/")
+    url = server.add(EMODB_PATH, body)
+    (tmp_path / "emodb.zip.part").write_bytes(body)  # downloaded whole, stopped before the rename
+    root = fetch_emodb(tmp_path, url, checksums=emodb_sums(), progress=False)
+    assert root == tmp_path / "emodb" / "download"
+    check_emodb(root)
+    (req,) = server.seen(EMODB_PATH)
+    assert req.headers.get("Range") == f"bytes={len(body)}-" and req.status == 416
+
+
+def test_emodb_cut_connection_resumes_with_range(server, tmp_path):
+    body = make_emodb_zip()
+    url = server.add(EMODB_PATH, body)
+    half = len(body) // 2
+    server.cut_after, server.cut_paths = half, {EMODB_PATH}
+    with pytest.raises(DownloadError, match="rerun to resume"):
+        fetch_emodb(tmp_path, url, checksums=emodb_sums(), progress=False)
+    assert (tmp_path / "emodb.zip.part").read_bytes() == body[:half]
+    assert not (tmp_path / "emodb").exists()
+    check_emodb(fetch_emodb(tmp_path, url, checksums=emodb_sums(), progress=False))
+    req = server.seen(EMODB_PATH)[-1]
+    assert req.headers.get("Range") == f"bytes={half}-" and req.status == 206
+    assert (tmp_path / "emodb.zip").read_bytes() == body
+
+
+def test_emodb_server_ignoring_range_restarts_from_zero(server, tmp_path):
+    body = make_emodb_zip()
+    url = server.add(EMODB_PATH, body)
+    server.ignore_range = True
+    (tmp_path / "emodb.zip.part").write_bytes(body[:100])
+    check_emodb(fetch_emodb(tmp_path, url, checksums=emodb_sums(), progress=False))
+    (req,) = server.seen(EMODB_PATH)
+    assert req.headers.get("Range") == "bytes=100-" and req.status == 200
+    assert (tmp_path / "emodb.zip").read_bytes() == body
+
+
+def test_emodb_tampered_wav_names_file_and_extracts_nothing(server, tmp_path):
+    url = server.add(EMODB_PATH, make_emodb_zip(tamper="08b02Wb.wav"))
+    sums = emodb_sums()
+    with pytest.raises(DownloadError, match=rf"08b02Wb\.wav \(expected {sums['08b02Wb.wav']}, actual [0-9a-f]{{64}}\)"):
+        fetch_emodb(tmp_path, url, checksums=sums, progress=False)
+    assert not (tmp_path / "emodb").exists() and no_leftovers(tmp_path)
+    assert (tmp_path / "emodb.zip").exists()  # the content is wrong, not the transfer: kept, no re-download
+
+
+def test_emodb_failed_check_keeps_previous_extraction(server, tmp_path):
+    url = server.add(EMODB_PATH, make_emodb_zip())
+    root = fetch_emodb(tmp_path, url, checksums=emodb_sums(), progress=False)
+    marker = (root / ".ser-extracted").read_text()
+    (tmp_path / "emodb.zip").unlink()
+    server.add(EMODB_PATH, make_emodb_zip(tamper="03a01Fa.wav"))
+    with pytest.raises(DownloadError, match="03a01Fa.wav"):
+        fetch_emodb(tmp_path, url, checksums=emodb_sums(), progress=False)
+    check_emodb(root)
+    assert (root / ".ser-extracted").read_text() == marker and no_leftovers(tmp_path)
+
+
+def test_emodb_missing_or_unexpected_wav_named(server, tmp_path):
+    url = server.add(EMODB_PATH, make_emodb_zip())
+    sums = emodb_sums()
+    with pytest.raises(DownloadError, match=r"1 missing: 09a01Nc\.wav") as err:
+        fetch_emodb(tmp_path, url, checksums={**sums, "09a01Nc.wav": "0" * 64}, progress=False)
+    assert "expected 4 EmoDB wavs" in str(err.value)
+    del sums["16a05Tc.wav"]
+    with pytest.raises(DownloadError, match=r"1 unexpected: 16a05Tc\.wav"):
+        fetch_emodb(tmp_path, url, checksums=sums, progress=False)
+    assert not (tmp_path / "emodb").exists() and len(server.seen(EMODB_PATH)) == 1
+
+
+def test_emodb_zip_slip_and_corrupt_zip(server, tmp_path):
+    url = server.add(EMODB_PATH, make_emodb_zip(extra={"../evil.wav": b"x"}))
+    dest = tmp_path / "dest"
+    with pytest.raises(DownloadError, match="unsafe member"):
+        fetch_emodb(dest, url, checksums=emodb_sums(), progress=False)
+    assert not (tmp_path / "evil.wav").exists() and not (dest / "emodb").exists()
+    (dest / "emodb.zip").write_bytes(b"not a zip")
+    with pytest.raises(DownloadError, match="not a valid zip.*rerun to download again"):
+        fetch_emodb(dest, url, checksums=emodb_sums(), progress=False)
+    assert not (dest / "emodb.zip").exists()  # a corrupt zip is fetched again next time
+
+
+def closed_port_url(path: str) -> str:
+    """A URL on a local port that nothing listens on: connection refused, as offline."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}{path}"
+
+
+def test_emodb_offline_names_url_and_local_alternative(tmp_path):
+    url = closed_port_url(EMODB_PATH)
+    with pytest.raises(DownloadError) as err:
+        fetch_emodb(tmp_path, url, checksums=emodb_sums(), progress=False, timeout=2)
+    msg = str(err.value)
+    assert url in msg and "offline" in msg and "data.sources" in msg and "emodb-16k" in msg
+
+
+def test_emodb_committed_checksums():
+    sums = emodb_checksums()
+    assert len(sums) == 535 and all(re.fullmatch(r"[0-9a-f]{64}", d) for d in sums.values())
+    assert all(re.fullmatch(r"\d\d[ab]\d\d[WLEAFTN][a-g]\.wav", name) for name in sums)
+    if not SOURCE_BLOBS.is_file():
+        pytest.skip(f"{SOURCE_BLOBS} not present")
+    rows = [line.split("\t") for line in SOURCE_BLOBS.read_text().splitlines() if line.strip()]
+    assert {Path(row[0]).name: row[3] for row in rows} == sums
+
+
+def test_cli_fetch_picks_the_corpus(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("SER_ZENODO_RECORD_URL", publish(server, make_zip()))
+    monkeypatch.setenv("SER_EMODB_URL", server.add(EMODB_PATH, make_emodb_zip()))
+    result = CliRunner().invoke(app, ["data", "fetch", "--dest", str(tmp_path)])
+    assert result.exit_code == 0 and str(tmp_path / "extracted") in result.output
+    result = CliRunner().invoke(app, ["data", "fetch", "--corpus", "emodb", "--dest", str(tmp_path)])
+    assert result.exit_code == 2  # the tiny zip is not the real corpus: the committed list says what is missing
+    assert "expected 535 EmoDB wavs" in result.output and "534 missing" in result.output
+    assert "03a01Fa.wav (expected 9c0fd58b" in result.output and "emodb.zip (kept; delete it" in result.output
+    assert (tmp_path / "extracted" / ".ser-extracted").is_file() and not (tmp_path / "emodb").exists()

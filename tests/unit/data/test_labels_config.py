@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from ser.config import ParamsError, load_params, parse_params
@@ -48,15 +50,35 @@ def test_select_classes_orders_and_checks():
 
 def test_default_params_file_is_valid():
     params = load_params(REPO / "params.yaml")
-    assert params.data.source == "synthetic"
-    assert params.data.classes == list(EMOTIONS)
+    assert params.data.corpora == ["synthetic"] and params.data.source is None
+    assert params.data.classes == [] and params.data.class_set() == list(EMOTIONS)
+    assert params.data.class_set(["sad", "neutral", "sad"]) == ["neutral", "sad"]  # the corpora's union
+
+
+def test_sources_take_strings_or_mappings_and_name_the_bad_entry():
+    data = parse_params({"data": {"sources": ["synthetic", {"path": "x", "emotions": {"W": "angry", "L": None}}]}})
+    assert data.data.corpora[1].emotions == {"W": "angry", "L": None}
+    assert parse_params({"data": {"source": "ravdess"}}).data.corpora == ["ravdess"]  # the shorthand wins
+    for raw, key in [
+        ({"sources": [{"path": "x", "emotions": {"W": "joy"}}]}, "data.sources.0.mapping.emotions"),
+        ({"sources": [{"path": "x", "use": "sometimes"}]}, "data.sources.0.mapping.use"),
+        ({"sources": [{"path": "x", "name": "Has Space"}]}, "data.sources.0.mapping.name"),
+        ({"sources": []}, "data.sources"),
+    ]:
+        with pytest.raises(ParamsError, match=re.escape(f"params.yaml: {key}")):
+            parse_params({"data": raw})
+
+
+def test_the_old_split_keys_say_their_new_names():
+    with pytest.raises(ParamsError, match="val_actors: renamed val_speakers"):
+        parse_params({"split": {"val_actors": 2}})
 
 
 @pytest.mark.parametrize(
     ("raw", "key"),
     [
         ({"data": {"classes": ["neutral", "joy"]}}, "data.classes"),
-        ({"split": {"test_actors": -2}}, "split.test_actors"),
+        ({"split": {"test_speakers": -2}}, "split.test_speakers"),
         ({"split": {"method": "random", "val_fraction": 0.5, "test_fraction": 0.6}}, "split"),
         ({"features": {"n_mels": -64}}, "features.n_mels"),
         ({"augment": {"copies": -1}}, "augment.copies"),

@@ -88,7 +88,8 @@ def test_feature_contract_passes_on_featurize_output(quarantined, tmp_path):
         quarantined["params"], quarantined["work"] / "features", tmp_path / "f.json", tmp_path / "f.html"
     )
     assert result["success"] and result["failed"] == [] and result["windows"] == sum(quarantined["summary"].values())
-    assert {c["key"] for c in json.loads((tmp_path / "f.json").read_text())["checks"]} >= {"finite", "actor_one_split"}
+    keys = {c["key"] for c in json.loads((tmp_path / "f.json").read_text())["checks"]}
+    assert keys >= {"finite", "speaker_one_split"}
 
 
 def test_feature_contract_catches_nan_zero_variance_and_leakage(quarantined, tmp_path):
@@ -101,16 +102,16 @@ def test_feature_contract_catches_nan_zero_variance_and_leakage(quarantined, tmp
     stats["variance"][7] = 0.0
     write_json(features / "stats.json", stats)
     index = pd.read_csv(features / "index.csv")
-    test_actor = index.loc[index["split"] == "test", "actor"].iloc[0]
-    index.loc[(index["split"] == "train").idxmax(), "actor"] = test_actor  # a training clip by the test actor
+    test_speaker = index.loc[index["split"] == "test", "speaker"].iloc[0]
+    index.loc[(index["split"] == "train").idxmax(), "speaker"] = test_speaker  # a training clip by a test speaker
     index.to_csv(features / "index.csv", index=False)
     with pytest.raises(ContractError) as err:
         validate_features(quarantined["params"], features, tmp_path / "f.json", tmp_path / "f.html")
     result = read_json(tmp_path / "f.json")
-    assert set(result["failed"]) == {"finite", "variance_positive", "actor_one_split"}
+    assert set(result["failed"]) == {"finite", "variance_positive", "speaker_one_split"}
     window = f"train/{train['clip_id'][3]}#{train['copy'][3]}"
     message, report = str(err.value), (tmp_path / "f.html").read_text()
-    for text in ("[finite]", window, "[variance_positive]", "mel bin 7", "[actor_one_split]", "test+train"):
+    for text in ("[finite]", window, "[variance_positive]", "mel bin 7", "[speaker_one_split]", "test+train"):
         assert text in message and text.strip("[]") in report, text
 
 

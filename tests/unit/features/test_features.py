@@ -336,8 +336,10 @@ def test_featurize_writes_split_arrays(featurized):
             frames = n_frames(int(params.features.duration * params.features.sample_rate), params.features.hop_length)
             assert d["x"].shape[1:] == (frames, params.features.n_mels) and d["x"].dtype == np.float32
             assert d["y"].dtype == np.int64 and d["y"].max() < 8 and len(d["x"]) == len(d["y"])
+            assert len(d["speaker"]) == len(d["corpus"]) == len(d["y"])  # each row's speaker, namespaced by corpus
+            assert all(s.startswith(f"{c}:") for s, c in zip(d["speaker"], d["corpus"], strict=True))
     index = pd.read_csv(features / "index.csv")
-    assert index.groupby("actor")["split"].nunique().max() == 1
+    assert index.groupby("speaker")["split"].nunique().max() == 1
 
 
 def test_augmentation_touches_only_training_clips(featurized):
@@ -350,9 +352,9 @@ def test_augmentation_touches_only_training_clips(featurized):
     # Test features are exactly the clean feature function of the clean clip.
     with np.load(features / "test.npz") as d:
         clip_id, x = str(d["clip_id"][0]), d["x"][0]
-    actor = int(clip_id[-2:])
+    actor = int(clip_id[-2:])  # "<corpus>:<RAVDESS stem>": the stem ends in the actor's number
     f = params.features
-    wave = load_audio(corpus / f"Actor_{actor:02d}" / f"{clip_id}.wav", f.sample_rate)
+    wave = load_audio(corpus / f"Actor_{actor:02d}" / f"{clip_id.split(':', 1)[1]}.wav", f.sample_rate)
     window = fixed_window(wave, f.sample_rate, f.offset, f.duration)
     assert f.level_db is not None and np.array_equal(extract(window[None], f)[0], x)  # the default scales the level
     assert not np.allclose(logmel(window, f)[0], x)  # so the bare log-mel of the clip is not it

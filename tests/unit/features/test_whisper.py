@@ -191,7 +191,7 @@ def test_a_model_on_whisper_states_trains_and_serves(whisper_project, tiny_corpu
     wave = load_audio(next(tiny_corpus.rglob("*.wav")), 16000)
     feats, starts = predictor.featurize(wave)
     result = predictor.summarise(predictor.infer(feats), starts)
-    assert result["label"] in params.data.classes and abs(sum(result["probabilities"].values()) - 1) < 1e-4
+    assert result["label"] in params.data.class_set() and abs(sum(result["probabilities"].values()) - 1) < 1e-4
 
 
 def test_a_packaged_whisper_model_carries_its_encoder(whisper_project, monkeypatch):
@@ -224,4 +224,4 @@ def test_a_packaged_whisper_model_carries_its_encoder(whisper_project, monkeypat
     predictor = Predictor(Path(stored.path), max_batch=2, xla=False)
     assert os.environ["SER_WHISPER_DIR"] == encoder
     probs = predictor.infer(predictor.featurize(np.zeros(24000, np.float32))[0])
-    assert probs.shape == (1, len(params.data.classes)) and np.isfinite(probs).all()
+    assert probs.shape == (1, len(params.data.class_set())) and np.isfinite(probs).all()

@@ -26,11 +26,53 @@ METRICS = {
     },
     "gates_passed": True,
 }
-PREPROCESS = {
+PREPROCESS: dict = {
     "classes": CLASSES,
     "features": Params().features.model_dump(),
     "shape": [219, 64],
     "training": {"epochs_run": 30, "best_epoch": 22, "train_clips": 1920, "params": 330632},
+}
+
+
+RAVDESS = {
+    "name": "ravdess",
+    "kind": "ravdess",
+    "language": "en",
+    "licence": "CC-BY-NC-SA-4.0",
+    "licence_url": "https://creativecommons.org/licenses/by-nc-sa/4.0/",
+    "citation": "Livingstone & Russo, PLoS ONE 2018",
+    "use": "all",
+    "clips": {"train": 1200, "val": 120, "test": 120},
+    "speakers": {"train": 20, "val": 2, "test": 2},
+}
+EMODB = {
+    "name": "emodb",
+    "kind": "emodb",
+    "language": "de",
+    "licence": "CC0-1.0",
+    "licence_url": None,
+    "citation": "Burkhardt et al., Interspeech 2005",
+    "use": "all",
+    "clips": {"train": 364, "val": 45, "test": 45},
+    "speakers": {"train": 8, "val": 1, "test": 1},
+}
+PER_CORPUS = {
+    "ravdess": {
+        "accuracy": 0.7,
+        "uar": 0.68,
+        "macro_f1": 0.67,
+        "ece": 0.05,
+        "n_test": 120,
+        "classes_in_corpus": CLASSES,
+    },
+    "emodb": {
+        "accuracy": 0.6,
+        "uar": 0.55,
+        "macro_f1": 0.5,
+        "ece": 0.112,
+        "n_test": 45,
+        "classes_in_corpus": ["neutral", "happy", "sad", "angry", "fearful", "disgust"],
+    },
 }
 
 
@@ -90,6 +132,7 @@ def test_card_wording_depends_on_the_source():
     synthetic = card("synthetic")
     assert "Smoke-test model trained on synthetic audio: not for real use" in synthetic
     assert "must not be used on real audio" in synthetic and "CC BY-NC-SA" not in synthetic
+    assert "Commercial use" not in synthetic and "no third-party terms apply" in synthetic
     folder = card("../shared/data/ravdess-speech-16k")
     assert "RAVDESS-layout audio in `../shared/data/ravdess-speech-16k`" in folder and "CC BY-NC-SA 4.0" in folder
     random = model_card(
@@ -97,6 +140,71 @@ def test_card_wording_depends_on_the_source():
     )
     assert "test speakers were also heard in training" in random
     assert "unknown" in random and "Parameters | n/a" in random
+
+
+def corpora_card(*corpora: dict, metrics: dict = METRICS) -> str:
+    return model_card(metrics, params("ravdess"), {**PREPROCESS, "corpora": list(corpora)}, None, None, None)
+
+
+def section(text: str, heading: str) -> str:
+    return text.split(f"{heading}\n")[1].split("\n## ")[0]
+
+
+def test_card_describes_every_corpus_and_the_licence_it_inherits():
+    text = corpora_card(RAVDESS, EMODB, metrics={**METRICS, "per_corpus": PER_CORPUS})
+    data = section(text, "## Training data")
+    assert (
+        "| `ravdess` | English | 1,200 / 120 / 120 | 20 / 2 / 2 | "
+        "[CC BY-NC-SA 4.0](https://creativecommons.org/licenses/by-nc-sa/4.0/) | Livingstone & Russo, PLoS ONE 2018 |"
+    ) in data
+    assert "| `emodb` | German | 364 / 45 / 45 | 8 / 1 / 1 | CC0 1.0 | Burkhardt et al., Interspeech 2005 |" in data
+    assert "24 professional actors" in data and "Berlin Database of Emotional Speech" in data and "10 actors" in data
+    licence = data.split("### Licence\n")[1]
+    assert "ravdess (CC BY-NC-SA 4.0) and emodb (CC0 1.0)" in licence and "non-commercial and share-alike" in licence
+    assert "Commercial use" in section(text, "### Out of scope")
+    limits = section(text, "## Limitations and ethical considerations")
+    assert "1,894 clips from 34 speakers (ravdess and emodb)" in limits and "German from 10 actors" in limits
+    assert "Acted, not spontaneous emotion** (ravdess and emodb)" in limits
+
+
+def test_card_claims_no_single_language_when_corpora_have_several():
+    text = corpora_card(RAVDESS, EMODB)
+    assert "clip of English or German speech" in text and "single English or German speaker" in text
+    assert "other than English or German" in text
+    for english_only in ("clip of English speech", "single English speaker", "non-English"):
+        assert english_only not in text, english_only
+    assert "clip of English speech" in corpora_card(RAVDESS) and "single English speaker" in corpora_card(RAVDESS)
+
+
+def test_card_evaluation_has_a_per_corpus_table_for_several_test_corpora():
+    text = section(corpora_card(RAVDESS, EMODB, metrics={**METRICS, "per_corpus": PER_CORPUS}), "## Evaluation")
+    assert "| corpus | accuracy | UAR | macro-F1 | ECE | n | classes |" in text
+    assert "| `emodb` | 60.0 % | 55.0 % | 50.0 % | 11.2 % | 45 | neutral, happy, sad, angry, fearful, disgust |" in text
+    assert "| `ravdess` | 70.0 % | 68.0 % | 67.0 % | 5.0 % | 120 |" in text
+    assert "over the classes that corpus has" in text and "| UAR | 59.1 % |" in text  # beside the pooled table
+    one = {**METRICS, "per_corpus": {"ravdess": PER_CORPUS["ravdess"]}}
+    assert "| corpus | accuracy |" not in corpora_card(RAVDESS, metrics=one)
+
+
+def test_card_of_a_permissive_model_and_of_a_test_only_corpus():
+    emodb = corpora_card(EMODB)
+    assert "Commercial use" not in emodb and "permissively licensed" in emodb and "English" not in emodb
+    held_out = {**RAVDESS, "use": "test", "clips": {"train": 0, "val": 0, "test": 1440}}
+    text = corpora_card(EMODB, held_out)
+    assert "| `ravdess` (test only) | English | 0 / 0 / 1,440 |" in text
+    assert "Commercial use" not in text and "terms not inherited" in section(text, "## Training data")
+    assert "Test-only corpora (a cross-corpus test" in section(text, "## Evaluation")
+    unknown = {**EMODB, "name": "callcentre", "kind": "labelled", "licence": "unknown", "language": "fr"}
+    text = corpora_card(RAVDESS, unknown)
+    assert "Any use before the unknown licence terms of callcentre are checked" in text and "Commercial use" in text
+    assert "How the emotions were elicited** in callcentre" in text and "A labelled corpus (French)" in text
+
+
+def test_card_of_a_model_from_before_corpora_reads_the_params_sources():
+    raw = Params.model_validate({"data": {"sources": ["ravdess", {"kind": "emodb", "use": "test"}]}})
+    text = model_card(METRICS, raw.model_dump(mode="json", by_alias=True), PREPROCESS, None, None, None)
+    assert "| `ravdess` | English | 1,440 in all | 24 in all |" in text and "| `emodb` (test only) | German |" in text
+    assert "Evaluated also on emodb (CC0 1.0)" in text and "Commercial use" in text
 
 
 def test_write_model_card(tmp_path):

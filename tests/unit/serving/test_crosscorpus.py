@@ -84,9 +84,10 @@ def test_scores_a_labelled_folder(model_dir, corpus, tmp_path):
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("spk1/a.wav\tfrustrated", "line 2: emotion 'frustrated' is not one of"),
+        ("spk1/a.wav\tfrustrated", "line 2: emotion 'frustrated' is neither one of ours"),
         ("spk1/missing.wav\thappy", "line 2: spk1/missing.wav not found under"),
-        ("spk1/a.wav happy", "line 2: expected 'relative path<TAB>emotion'"),
+        ("spk1/a.wav happy", "line 2: expected path<TAB>emotion, got 'spk1/a.wav happy'"),
+        ("spk1/b.flac\tneutral", "line 2: spk1/b.flac is listed twice (first on line 1)"),
     ],
 )
 def test_bad_labels_name_the_line(model_dir, corpus, tmp_path, line, message):
@@ -97,6 +98,22 @@ def test_bad_labels_name_the_line(model_dir, corpus, tmp_path, line, message):
     result = RUN.invoke(app, args(model_dir, root, tsv, tmp_path))
     assert result.exit_code == 2 and message in result.output
     assert (tmp_path / "m.json").read_text() == "{}"  # nothing half-written
+
+
+def test_a_labels_table_with_its_own_names_and_more_columns(model_dir, corpus, tmp_path):
+    # the table a labelled source reads (speaker, gender, other columns) and the corpus's own emotion names
+    root, _ = corpus
+    table = tmp_path / "labels.csv"
+    table.write_text(
+        "path,emotion,speaker,gender,notes\n"
+        "spk1/a.wav,neutral,spk1,m,x\nspk1/b.flac,joy,spk1,m,\nspk2/c.wav,joy,spk2,f,\nspk3/e.wav,bored,spk3,f,\n"
+    )
+    result = RUN.invoke(app, [*args(model_dir, root, table, tmp_path), "--map", "joy=happy", "--map", "bored="])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["n_test"] == 3 and metrics["classes_in_corpus"] == ["happy", "neutral"]
+    bad = RUN.invoke(app, [*args(model_dir, root, table, tmp_path), "--map", "joy=glee"])
+    assert bad.exit_code == 2 and "expected OWN=OURS" in bad.output
 
 
 def test_unreadable_clip_is_listed_not_fatal(model_dir, corpus, tmp_path):

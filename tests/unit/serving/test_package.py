@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ser.serving.package import PackageError, check_accepted, dvc_hashes, plain
+from ser.serving.package import PackageError, build_metadata, check_accepted, dvc_hashes, plain
+from tests.support import tiny_params
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -59,6 +60,19 @@ def test_dvc_hashes_and_plain(tmp_path: Path) -> None:
     assert plain({"a": None, "b": [1, None], "c": {"d": None, "e": 2}}) == {"b": [1], "c": {"e": 2}}
 
 
+def test_metadata_carries_the_corpora_and_the_licence_they_pass_on() -> None:
+    corpora = [
+        {"name": "ravdess", "kind": "ravdess", "licence": "CC-BY-NC-SA-4.0", "licence_url": None, "use": "all"},
+        {"name": "emodb", "kind": "emodb", "licence": "CC0-1.0", "clips": {"train": 300, "val": 40, "test": 40}},
+    ]
+    preprocess = {"classes": ["sad"], "features": {}, "shape": [1, 1], "mean": [0], "variance": [1], "corpora": corpora}
+    meta = build_metadata(tiny_params(), preprocess, {"uar": 0.5, "per_corpus": {"emodb": {"uar": 0.4}}}, {}, None)
+    assert [c["name"] for c in meta["corpora"]] == ["ravdess", "emodb"] and "licence_url" not in meta["corpora"][0]
+    assert meta["licence"]["licences"] == {"ravdess": "CC BY-NC-SA 4.0", "emodb": "CC0 1.0"}
+    assert meta["licence"]["non_commercial"] and meta["licence"]["share_alike"] and not meta["licence"]["permissive"]
+    assert "no commercial use" in meta["licence"]["summary"] and meta["metrics"]["per_corpus"]["emodb"]["uar"] == 0.4
+
+
 def test_package_saves_model_with_metadata(tmp_path: Path) -> None:
     """Runs in a subprocess so BENTOML_HOME (a tmp dir) takes effect whatever this process imported."""
     env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -76,6 +90,8 @@ def test_package_saves_model_with_metadata(tmp_path: Path) -> None:
     assert meta["metrics"]["uar"] == 0.5 and meta["params"]["train"]["epochs"] == 40
     assert set(meta["dvc"]) <= {"data/raw", str(tmp_path / "models")}
     assert "git_commit" in meta or summary["git_commit"] is None
-    assert out["labels"]["gates"] == "passed"
+    assert out["labels"]["gates"] == "passed" and out["labels"]["licence"] == "permissive"  # synthetic audio
+    assert [c["kind"] for c in meta["corpora"]] == ["synthetic"]
+    assert meta["licence"]["licences"] == {"synthetic": "generated"}
     stored = list((tmp_path / "bentoml" / "models" / "ser_emotion").glob("*/model.keras"))
     assert len(stored) == 1 and (stored[0].parent / "preprocess.json").is_file()

@@ -197,16 +197,34 @@ def test_average_models_is_the_mean_of_its_members_and_round_trips(tmp_path):
     assert np.allclose(np.asarray(loaded(x)), expected, atol=1e-6)
 
 
-def tiny_features(features: Path) -> tuple[Path, np.ndarray]:
-    """A featurize-stage folder of random windows (4 classes, 30 frames x 8 mels); returns it and x."""
+def tiny_features(features: Path, corpora: tuple[str, ...] = ("ravdess",)) -> tuple[Path, np.ndarray]:
+    """A featurize-stage folder of random windows (4 classes, 30 frames x 8 mels); returns it and x.
+
+    40 training clips of 4 speakers, 10 each, dealt to `corpora` in turn (speaker 1 to the first, 2 to the next ...);
+    8 validation clips of the first speakers' counterparts (numbers + 10).
+    """
     from ser.io import write_json
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(40, 30, 8)).astype("float32"), np.arange(40) % 4
     features.mkdir(parents=True)
-    actor, copy = np.arange(40) // 10 + 1, np.zeros(40, np.int64)  # as featurize writes them
-    np.savez(features / "train.npz", x=x, y=y, actor=actor, copy=copy)
-    np.savez(features / "val.npz", x=x[:8], y=y[:8], actor=actor[:8] + 10, copy=copy[:8])
+    number, copy = np.arange(40) // 10 + 1, np.zeros(40, np.int64)
+    corpus = np.array([corpora[(n - 1) % len(corpora)] for n in number])
+
+    def split(rows: slice, offset: int = 0) -> dict[str, np.ndarray]:
+        """The split's arrays as featurize writes them: namespaced clip ids and speakers, each row's corpus."""
+        c, n = corpus[rows], number[rows] + offset
+        return {
+            "x": x[rows],
+            "y": y[rows],
+            "clip_id": np.array([f"{a}:clip{i:03d}-{b:02d}" for i, (a, b) in enumerate(zip(c, n, strict=True))]),
+            "speaker": np.array([f"{a}:{b:02d}" for a, b in zip(c, n, strict=True)]),
+            "corpus": c,
+            "copy": copy[rows],
+        }
+
+    np.savez(features / "train.npz", **split(slice(None)))
+    np.savez(features / "val.npz", **split(slice(0, 8), offset=10))
     write_json(
         features / "stats.json",
         {"classes": ["a", "b", "c", "d"], "shape": [30, 8], "mean": [0.0] * 8, "variance": [1.0] * 8},
@@ -301,6 +319,103 @@ def test_cosine_schedule_runs_every_epoch_and_keeps_the_last(tmp_path):
     features, x = tiny_features(tmp_path / "features")
     summary = train(params, features, tmp_path / "model", tmp_path / "reports" / "history.csv")
     assert summary["epochs_run"] == 3 and summary["best_epoch"] == 3  # no early stop; the end is kept
+    probs = np.asarray(load_model(tmp_path / "model" / "model.keras")(x[:4]))
+    assert np.isfinite(probs).all() and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+
+
+def two_corpora() -> tuple[np.ndarray, np.ndarray]:
+    """Labels and corpora of 64 rows, unbalanced both ways: corpus a has 40 class-0 and 8 class-1 clips, corpus b
+    has 4 and 12."""
+    counts = {("a", 0): 40, ("a", 1): 8, ("b", 0): 4, ("b", 1): 12}
+    y = np.concatenate([np.full(n, c) for (_, c), n in counts.items()])
+    corpus = np.concatenate([np.full(n, k) for (k, _), n in counts.items()])
+    return y, corpus
+
+
+def test_balance_weights_give_every_corpus_and_each_of_its_classes_the_same_weight():
+    from ser.training.fit_loop import balance_weights
+
+    y, corpus = two_corpora()
+    y, corpus = np.append(y, 2), np.append(corpus, "b")  # a class only corpus b has: its share is b's alone
+    weights = balance_weights(y, corpus, "weights")
+    assert weights is not None and weights.dtype == np.float32 and weights.shape == y.shape
+    assert np.isclose(weights.mean(), 1, atol=1e-6)
+    assert np.isclose(weights[corpus == "a"].sum(), weights[corpus == "b"].sum(), rtol=1e-5)
+    for k, classes in (("a", (0, 1)), ("b", (0, 1, 2))):
+        shares = [weights[(corpus == k) & (y == c)].sum() for c in classes]
+        assert np.allclose(shares, shares[0], rtol=1e-5)
+        assert all(np.unique(weights[(corpus == k) & (y == c)]).size == 1 for c in classes)  # a cell's rows alike
+    assert balance_weights(y, corpus, "sampler") == pytest.approx(weights)  # the sampler draws by the same weights
+    assert balance_weights(y, corpus, "none") is None
+    plain = balance_weights(y, None, "weights")  # no corpora: plain class balance
+    assert plain is not None and all(np.isclose(plain[y == c].sum(), plain[y == 0].sum(), rtol=1e-5) for c in (1, 2))
+
+
+def test_mixup_batches_carry_the_weights_mixed_as_the_labels_are():
+    from ser.training.fit_loop import MixupBatches, balance_weights
+
+    y, corpus = two_corpora()
+    weights = balance_weights(y, corpus, "weights")
+    assert weights is not None
+    x = np.zeros((len(y), 3, 2), np.float32)
+    x[:, :, 0], x[:, :, 1] = np.arange(len(y))[:, None], weights[:, None]  # each row's index and weight
+    plain = MixupBatches(x, y, 2, batch=16, mixup=0.0, seed=0, weights=weights, balance="weights")
+    seen = []
+    for i in range(len(plain)):
+        xb, yb, wb = plain[i]
+        rows = xb[:, 0, 0].astype(int)
+        assert np.array_equal(wb, weights[rows]) and np.array_equal(yb.argmax(1), y[rows])
+        seen.extend(rows)
+    assert sorted(seen) == list(range(len(y)))  # "weights": every row once an epoch, as without balance
+    mixed = MixupBatches(x, y, 2, batch=16, mixup=0.4, seed=0, weights=weights, balance="weights")
+    for i in range(len(mixed)):
+        xb, yb, wb = mixed[i]
+        assert wb.shape == (len(xb),) and np.allclose(wb, xb[:, 0, 1], atol=1e-5)  # the same mix as the rows'
+        assert np.allclose(yb.sum(1), 1, atol=1e-5)
+    assert len(MixupBatches(x, y, 2, batch=16, mixup=0.4, seed=0)[0]) == 2  # no weights: (x, y) batches
+
+
+def test_the_sampler_draws_every_corpus_and_class_about_equally():
+    from ser.training.fit_loop import MixupBatches, balance_weights
+
+    y, corpus = two_corpora()
+    x = np.broadcast_to(np.arange(len(y), dtype=np.float32)[:, None, None], (len(y), 3, 2)).copy()
+    batches = MixupBatches(
+        x, y, 2, batch=16, mixup=0.0, seed=0, weights=balance_weights(y, corpus, "sampler"), balance="sampler"
+    )
+    drawn, epochs = [], []
+    for _ in range(200):
+        epoch = np.concatenate([batches[i][0][:, 0, 0] for i in range(len(batches))]).astype(int)
+        assert all(len(batches[i]) == 2 for i in range(len(batches)))  # the batches are balanced: no weights
+        assert len(epoch) == len(y)  # an epoch is as long as the split, drawn with replacement
+        drawn.append(epoch)
+        epochs.append(tuple(epoch))
+        batches.on_epoch_end()
+    rows = np.concatenate(drawn)
+    cells = {(k, c): ((corpus[rows] == k) & (y[rows] == c)).mean() for k in ("a", "b") for c in (0, 1)}
+    assert all(abs(share - 0.25) < 0.02 for share in cells.values()), cells  # 40 : 8 : 4 : 12 rows drawn 1 : 1 : 1 : 1
+    assert len(set(epochs)) == len(epochs)  # every epoch draws again
+
+
+def test_train_balances_two_corpora_with_weights_and_records_it(tmp_path, monkeypatch):
+    from ser.config import Params
+    from ser.io import read_json
+    from ser.training import train as train_module
+    from tests.conftest import tiny_params
+
+    calls, real = [], train_module.balance_weights
+
+    def spy(y, corpus, mode):
+        calls.append((len(y), None if corpus is None else sorted(set(corpus.tolist())), mode))
+        return real(y, corpus, mode)
+
+    monkeypatch.setattr(train_module, "balance_weights", spy)
+    params = Params.model_validate(tiny_params(train={"epochs": 2, "balance": "weights"}))
+    features, x = tiny_features(tmp_path / "features", corpora=("ravdess", "emodb"))
+    summary = train_module.train(params, features, tmp_path / "model", tmp_path / "reports" / "history.csv")
+    assert summary["balance"] == "weights" and summary["epochs_run"] == 2
+    assert read_json(tmp_path / "model" / "preprocess.json")["training"] == summary
+    assert calls and all(call == (40, ["emodb", "ravdess"], "weights") for call in calls)  # the rows' own corpora
     probs = np.asarray(load_model(tmp_path / "model" / "model.keras")(x[:4]))
     assert np.isfinite(probs).all() and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
 

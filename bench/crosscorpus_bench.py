@@ -1,0 +1,234 @@
+"""The cross-corpus matrix: train on one corpus, the other or both; test on each, on held-out speakers.
+
+Every corpus is split into `--folds` speaker folds (`bench.protocols.fold_speakers`: gender-balanced, each speaker
+tested once; validation speakers from the rest, as protocol (a) takes them). Fold f holds out the same test
+speakers of every corpus for every training set, so the cells of one fold score the same clips. A training set
+(`--train ravdess+emodb`) trains on its corpora's training speakers and chooses on their validation speakers; the
+other corpora's validation speakers are scored only (`select`), which is what a lever's rule reads: the UAR on
+the validation speakers of a corpus the model never trained on. Each cell is given twice: on the classes the
+test corpus has, answered over every class the model knows (what a user gets), and on the classes all corpora
+share with the answer restricted to them (the matrix: comparable across training sets). `--head linear` fits
+only the statistics head (seconds a fold: for screening levers); `pipeline` the whole model as `ser train`.
+
+    python -m bench.crosscorpus_bench --corpus ../shared/data/ravdess-speech-16k --corpus ../shared/data/emodb-16k \
+        --train ravdess --train emodb --train ravdess+emodb --set train.ensemble=1 --out reports/crosscorpus
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.results import ROOT, spread
+
+SHARED = ROOT.parent / "shared" / "data"
+CORPORA = [SHARED / "ravdess-speech-16k", SHARED / "emodb-16k"]
+log = logging.getLogger("crosscorpus_bench")
+
+
+def roles_for(groups: dict[str, list[str]], speaker_corpus: dict[str, str], trained: set[str]) -> dict[str, str]:
+    """speaker -> role for one training set: its corpora's speakers as the fold says; every corpus's test speakers
+    `test`; other corpora's validation speakers `select` (scored only) and their training speakers unused."""
+    roles = {}
+    for role, members in groups.items():
+        for s in members:
+            own = speaker_corpus[s] in trained
+            if role == "test" or (own and role in ("train", "val")):
+                roles[s] = role
+            elif role == "val":
+                roles[s] = "select"
+    return roles
+
+
+def restricted(probs: np.ndarray, y: np.ndarray, classes: list[str], keep: list[str]) -> dict:
+    """Scores of the rows labelled with a class in `keep`, the answer restricted to `keep` (renormalised)."""
+    from ser.training.evaluate import calibration, score
+
+    cols = [classes.index(c) for c in keep]
+    rows = np.isin(y, cols)
+    p = probs[rows][:, cols]
+    p = p / np.maximum(p.sum(1, keepdims=True), 1e-12)
+    y_keep = np.searchsorted(cols, y[rows]) if cols == sorted(cols) else np.array([cols.index(v) for v in y[rows]])
+    return score(y_keep, p.argmax(1), keep) | calibration(p, y_keep, keep)
+
+
+def linear_run(corpus, stats: np.ndarray, params, classes: list[str], roles: dict[str, str]) -> dict:
+    """`run_split` with the statistics head alone: fitted on the training windows (copies included), C chosen on
+    the validation speakers, probabilities for the originals of every scored role."""
+    from ser.training.fit_loop import balance_weights
+    from ser.training.stats_head import class_weights, fit_linear
+
+    idx = corpus.index
+    role = idx["clip_id"].map(roles).to_numpy()
+    y = idx["emotion"].map({c: i for i, c in enumerate(classes)}).fillna(-1).to_numpy(np.int64)
+    known, original = y >= 0, (idx["copy"] == 0).to_numpy()
+    source = idx["corpus"].to_numpy().astype(str)
+    sel = {r: known & (role == r) & (original | (r == "train")) for r in ("train", "val", "select", "test")}
+    start = time.perf_counter()
+    weights = balance_weights(y[sel["train"]], source[sel["train"]], params.train.balance)
+    scaler, classifier, report = fit_linear(
+        stats[sel["train"]], y[sel["train"]], stats[sel["val"]], y[sel["val"]], sample_weight=(weights, None)
+    )
+    kernel, bias = class_weights(classifier, len(classes))
+    out: dict[str, Any] = {"train_seconds": time.perf_counter() - start, "stats_head": report}
+    for r in ("val", "select", "test"):
+        if sel[r].any():
+            logits = scaler.transform(stats[sel[r]]) @ kernel + bias
+            e = np.exp(logits - logits.max(1, keepdims=True))
+            out |= {f"{r}_probs": e / e.sum(1, keepdims=True), f"{r}_y": y[sel[r]], f"{r}_corpus": source[sel[r]]}
+    return out
+
+
+def cells(run: dict, classes: list[str], corpus_classes: dict[str, list[str]], shared: list[str]) -> dict:
+    """Per scored role and corpus: `own` (the corpus's classes, the model's whole answer) and `shared` scores."""
+    from ser.training.evaluate import calibration, score
+
+    out: dict[str, dict] = {}
+    for role in ("val", "select", "test"):
+        if f"{role}_probs" not in run:
+            continue
+        probs, y, src = run[f"{role}_probs"], run[f"{role}_y"], run[f"{role}_corpus"]
+        for c in np.unique(src):
+            rows = src == c
+            own = score(y[rows], probs[rows].argmax(1), classes) | calibration(probs[rows], y[rows], classes)
+            both = restricted(probs[rows], y[rows], classes, shared)
+            out.setdefault(role, {})[str(c)] = {"own": own, "shared": both, "n": int(rows.sum())}
+    return out
+
+
+def summarise_cells(runs: list[dict]) -> dict:
+    """Mean ± std over folds and seeds of every (role, test corpus, kind, metric), and the predicted shares."""
+    out: dict[str, Any] = {}
+    for role in ("val", "select", "test"):
+        corpora = sorted({c for r in runs for c in r["cells"].get(role, {})})
+        for c in corpora:
+            got = [r["cells"][role][c] for r in runs if c in r["cells"].get(role, {})]
+            entry = {"n": sum(g["n"] for g in got)}
+            for kind in ("own", "shared"):
+                entry[kind] = {m: spread([g[kind][m] for g in got]) for m in ("accuracy", "uar", "macro_f1", "ece")}
+                shares = [g[kind]["predicted_share"] for g in got]
+                entry[kind]["predicted_share"] = {k: float(np.mean([s[k] for s in shares])) for k in shares[0]}
+            out.setdefault(role, {})[c] = entry
+    return out
+
+
+def probe_stats(feats: np.ndarray, kind: str, chunk: int = 256) -> np.ndarray:
+    """The linear head's inputs: each clip's per-channel mean and std (`plain`, the pipeline's head); `std` alone
+    (the states' per-utterance mean removed first, as cepstral mean normalisation removes a channel); or mean and
+    std of states normalised per frame across channels (`frame`: each frame's own offset and gain removed)."""
+    from ser.training.stats_head import clip_stats
+
+    if kind == "plain":
+        return clip_stats(feats)
+    if kind == "std":
+        return clip_stats(feats)[:, feats.shape[-1] :]
+    out = np.empty((len(feats), 2 * feats.shape[-1]), np.float32)
+    for start in range(0, len(feats), chunk):
+        part = np.asarray(feats[start : start + chunk], np.float32)
+        part = (part - part.mean(-1, keepdims=True)) / (part.std(-1, keepdims=True) + 1e-5)
+        out[start : start + len(part)] = clip_stats(part)
+    return out
+
+
+def run_matrix(args: argparse.Namespace, params) -> dict:
+    """Every training set x fold x seed; the record `crosscorpus_report` renders."""
+    from bench.protocols import fold_speakers, prepare, run_split
+    from ser.overrides import override
+
+    start = time.perf_counter()
+    corpus = prepare(list(args.corpus), params, args.cache)
+    prepare_s = time.perf_counter() - start
+    names = [r["name"] for r in corpus.records]
+    corpus_classes = {n: params.data.class_set(corpus.clips.loc[corpus.clips["corpus"] == n, "emotion"]) for n in names}
+    shared = [c for c in corpus_classes[names[0]] if all(c in v for v in corpus_classes.values())]
+    speaker_corpus = dict(zip(corpus.clips["speaker"], corpus.clips["corpus"], strict=True))
+    stats = probe_stats(corpus.feats, args.stats) if args.head == "linear" else None
+    trainings = [t.split("+") for t in args.train] if args.train else [[n] for n in names] + [names]
+    unknown = sorted({n for t in trainings for n in t} - set(names))
+    if unknown:
+        raise SystemExit(f"--train names {unknown}; the corpora are {names}")
+    res: dict[str, Any] = {"corpora": corpus.records, "shared_classes": shared, "prepare_seconds": prepare_s}
+    res["trainings"] = {}
+    for trained in trainings:
+        key = "+".join(trained)
+        classes = params.data.class_set(corpus.clips.loc[corpus.clips["corpus"].isin(trained), "emotion"])
+        runs = []
+        for f, groups in fold_speakers(corpus.clips, params, args.folds):
+            if args.only_folds is not None and f not in args.only_folds:
+                continue
+            by_speaker = roles_for(groups, speaker_corpus, set(trained))
+            roles = dict(zip(corpus.clips["clip_id"], corpus.clips["speaker"].map(by_speaker), strict=True))
+            for s in range(args.seeds):
+                seeded = override(params, {"train.seed": params.train.seed + s})
+                log.info("train on %s, fold %d, seed %d", key, f, seeded.train.seed)
+                if stats is not None:
+                    run = linear_run(corpus, stats, seeded, classes, roles)
+                else:
+                    run = run_split(corpus, seeded, classes, roles)
+                runs.append(
+                    {
+                        "fold": f,
+                        "seed": seeded.train.seed,
+                        "cells": cells(run, classes, corpus_classes, shared),
+                        "train_seconds": run["train_seconds"],
+                        **{k: run[k] for k in ("test_probs", "test_y", "test_corpus") if k in run},
+                    }
+                )
+        res["trainings"][key] = {
+            "classes": classes,
+            "cells": summarise_cells(runs),
+            "train_seconds_median": float(np.median([r["train_seconds"] for r in runs])),
+            "runs": [{k: r[k] for k in ("fold", "seed", "cells", "train_seconds")} for r in runs],
+        }
+        res["trainings"][key]["_probs"] = runs
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--corpus", action="append", type=Path, help="a corpus folder (repeat); default RAVDESS, EmoDB")
+    ap.add_argument("--train", action="append", help="a training set, corpus names joined by + (repeat)")
+    ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--head", choices=("pipeline", "linear"), default="pipeline")
+    ap.add_argument("--stats", choices=("plain", "std", "frame"), default="plain", help="linear head's inputs")
+    ap.add_argument("--folds", type=int, default=6)
+    ap.add_argument("--only-folds", type=lambda s: [int(x) for x in s.split(",")], default=None)
+    ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=ROOT / "reports" / "crosscorpus")
+    ap.add_argument("--cache", type=Path, default=ROOT / "data" / "cache" / "bench")
+    args = ap.parse_args(argv)
+    args.corpus = args.corpus or CORPORA
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    missing = [str(c) for c in args.corpus if not Path(c).is_dir()]
+    if missing:
+        print(f"skipped: corpus folder(s) not found: {', '.join(missing)} (pass --corpus DIR)")
+        return 0
+    from bench.crosscorpus_report import markdown
+    from bench.ravdess_bench import host
+    from bench.results import save_probs, write_reports
+    from ser.config import load_params
+    from ser.overrides import override
+
+    params = override(load_params(args.params), args.sets)
+    start = time.perf_counter()
+    res = run_matrix(args, params)
+    runs = {k: v.pop("_probs") for k, v in res["trainings"].items()}
+    command = " ".join(["python -m bench.crosscorpus_bench", *(argv if argv is not None else sys.argv[1:])])
+    head = args.head if args.head == "pipeline" else f"linear ({args.stats} statistics)"
+    res |= {"command": command, "host": host(), "head": head, "params": params.model_dump(by_alias=True)}
+    res["wall_seconds"] = time.perf_counter() - start
+    write_reports(args.out, res, markdown(res))
+    for key, group in runs.items():
+        save_probs([dict(r, fold=r["fold"]) for r in group if "test_probs" in r], args.out / f"probs-{key}.npz")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
