@@ -190,9 +190,27 @@ def run_matrix(args: argparse.Namespace, params) -> dict:
     return res
 
 
+def corpus_arg(text: str) -> Path | dict:
+    """`--corpus`: a folder, or a `data.sources` mapping written in YAML (a labelled folder's mapping, a name)."""
+    import yaml
+
+    value = yaml.safe_load(text) if text.lstrip().startswith("{") else None
+    if isinstance(value, dict):
+        if "path" not in value:
+            raise argparse.ArgumentTypeError(f"{text}: a corpus mapping needs path:")
+        return value
+    return Path(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--corpus", action="append", type=Path, help="a corpus folder (repeat); default RAVDESS, EmoDB")
+    ap.add_argument(
+        "--corpus",
+        action="append",
+        type=corpus_arg,
+        help="a corpus: a folder, or a data.sources mapping in YAML, e.g. '{path: x, emotions: {ang: angry}}' "
+        "(repeat); default RAVDESS and EmoDB beside the checkout",
+    )
     ap.add_argument("--train", action="append", help="a training set, corpus names joined by + (repeat)")
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
@@ -206,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.corpus = args.corpus or CORPORA
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    missing = [str(c) for c in args.corpus if not Path(c).is_dir()]
+    missing = [str(c) for c in args.corpus if not Path(c["path"] if isinstance(c, dict) else c).is_dir()]
     if missing:
         print(f"skipped: corpus folder(s) not found: {', '.join(missing)} (pass --corpus DIR)")
         return 0

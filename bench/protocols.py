@@ -72,10 +72,12 @@ def usable_clips(manifest: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return manifest[~bad & ~dup].reset_index(drop=True), dropped
 
 
-def prepare_one(entry: str | Path | SourceParams, params: Params, cache_dir: Path | None = None) -> Corpus:
-    """Measure one corpus, then window, augment and featurize every clip (cached by content and params)."""
+def prepare_one(entry: str | Path | dict | SourceParams, params: Params, cache_dir: Path | None = None) -> Corpus:
+    """Measure one corpus (a folder or a `data.sources` mapping), then window, augment and featurize every clip
+    (cached by content and params)."""
     manifest, record = measure_corpus(entry, workers=params.features.workers)
-    root = Path(str(entry)) if not isinstance(entry, SourceParams) else Path(str(entry.path))
+    where = entry.get("path") if isinstance(entry, dict) else entry.path if isinstance(entry, SourceParams) else entry
+    root = Path(str(where))
     clips, dropped = usable_clips(manifest)
     spec = [params.features.model_dump(), params.augment.model_dump(), sorted(clips["sha256"]), record["name"]]
     key = hashlib.sha256(json.dumps([CACHE_FORMAT, *spec]).encode()).hexdigest()[:16]

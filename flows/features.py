@@ -26,7 +26,13 @@ from ser.config import FlowParams, load_params
 from ser.data.featurize import ClipJob, clip_windows, featurize
 
 CHUNKS_PER_WORKER = 4  # several chunks per worker keep the workers evenly busy
-_OPTIONS = {"--params": "params", "--manifest": "manifest", "--audio-dir": "audio_dir", "--out": "out"}
+_OPTIONS = {
+    "--params": "params",
+    "--manifest": "manifest",
+    "--audio-dir": "audio_dir",
+    "--out": "out",
+    "--corpora": "corpora",
+}
 
 
 def make_task_runner(flow_params: FlowParams, local_processes: bool = True) -> TaskRunner[Any]:
@@ -55,7 +61,7 @@ def make_task_runner(flow_params: FlowParams, local_processes: bool = True) -> T
 
 
 def parse_featurize_cmd(cmd: str) -> dict[str, str] | None:
-    """The paths of a `ser featurize --params P --manifest M --audio-dir A --out O` command.
+    """The paths of a `ser featurize --params P --manifest M --audio-dir A --out O --corpora C` command.
 
     None when the command has another form (then only DVC may run it as written).
     """
@@ -70,6 +76,7 @@ def parse_featurize_cmd(cmd: str) -> dict[str, str] | None:
         "manifest": "data/manifest.csv",
         "audio_dir": "data/raw",
         "out": "data/features",
+        "corpora": "data/corpora.json",
     }
     return defaults | {_OPTIONS[k]: v for k, v in pairs.items()}
 
@@ -98,7 +105,7 @@ def runner_mapper(workers: int) -> Callable[[Callable, Iterable], Iterator]:
 
 
 @flow(name="featurize")
-def featurize_flow(params_file: Path, manifest: Path, audio_dir: Path, out: Path) -> dict:
+def featurize_flow(params_file: Path, manifest: Path, audio_dir: Path, out: Path, corpora: Path | None = None) -> dict:
     """Write the features of the `featurize` stage, clips spread over the task runner.
 
     Args:
@@ -106,11 +113,13 @@ def featurize_flow(params_file: Path, manifest: Path, audio_dir: Path, out: Path
         manifest: Manifest CSV written by ingest.
         audio_dir: Folder the manifest paths are relative to.
         out: Feature folder to write (replaced atomically).
+        corpora: ingest's corpora.json (each corpus's use and record).
 
     Returns:
         Windows per split, as `ser.data.featurize.featurize` returns it.
     """
     params = load_params(params_file)
-    summary = featurize(params, Path(manifest), Path(audio_dir), Path(out), mapper=runner_mapper(params.flow.workers))
+    mapper = runner_mapper(params.flow.workers)
+    summary = featurize(params, Path(manifest), Path(audio_dir), Path(out), mapper=mapper, corpora_path=corpora)
     get_run_logger().info("featurized %s windows into %s", summary, out)
     return summary

@@ -147,7 +147,7 @@ def _featurize(repo: Path, stage: Stage, params_task_runner: TaskRunner[Any]) ->
         run_stage.with_options(task_run_name=stage.name)(repo, stage)
         return
     runner = featurize_flow.with_options(task_runner=params_task_runner)
-    runner(*(repo / paths[k] for k in ("params", "manifest", "audio_dir", "out")))
+    runner(*(repo / paths[k] for k in ("params", "manifest", "audio_dir", "out", "corpora")))
     commit_stage.with_options(task_run_name=f"commit-{stage.name}")(repo, stage)
 
 

@@ -121,7 +121,13 @@ def test_dask_runner_gives_same_features(accepted, tmp_path):
     repo, _ = accepted
     runner = make_task_runner(FlowParams(task_runner="dask", workers=2), local_processes=False)
     flow = featurize_flow.with_options(task_runner=runner)
-    flow(repo / "params.yaml", repo / "data/manifest.csv", repo / "data/raw", tmp_path / "dask")
+    flow(
+        repo / "params.yaml",
+        repo / "data/manifest.csv",
+        repo / "data/raw",
+        tmp_path / "dask",
+        repo / "data/corpora.json",
+    )
     same_features(repo / "data/features", tmp_path / "dask")
 
 

@@ -63,3 +63,39 @@ def dvc_blocks_script() -> str:
     blocks = [b for b in bash_blocks() if any(kind(c) == "dvc" for c in b)]
     assert blocks, "the README shows no DVC commands"
     return "\n".join(line for block in blocks for line in block)
+
+
+def byo_blocks() -> tuple[str, str]:
+    """The README's "Bring your own corpus" labels table (```text) and params (```yaml), as written."""
+    section = README.read_text().split("### Bring your own corpus", 1)[1].split("\n### ", 1)[0]
+    table = re.search(r"^```text\n(.*?)^```", section, re.S | re.M)
+    params = re.search(r"^```yaml\n(.*?)^```", section, re.S | re.M)
+    assert table and params, "the section shows a labels table and a params block"
+    return table.group(1), params.group(1)
+
+
+def test_the_bring_your_own_corpus_example_is_read_as_written(tmp_path):
+    import numpy as np
+    import soundfile as sf
+    import yaml
+
+    from ser.config import parse_params
+    from ser.data.sources import resolve_source
+
+    table, block = byo_blocks()
+    lines = table.strip().splitlines()
+    assert len(lines) - 1 == 4  # a header and four clips
+    params = yaml.safe_load(block)
+    folder = tmp_path / "mycalls"
+    for row in lines[1:]:
+        (folder / row.split(",")[0]).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(folder / row.split(",")[0], np.zeros(16000, np.float32), 16000)
+    (folder / "labels.csv").write_text(table)
+    mine = params["data"]["sources"][-1]
+    mine["path"] = str(folder)
+    data = parse_params(params).data  # the block is valid params as written
+    source = resolve_source(data.corpora[-1], data.synthetic)
+    clips, left_out = source.clips(folder)
+    assert source.name == "calls" and source.kind == "labelled" and source.facts().licence == "proprietary"
+    assert [c.emotion for c in clips] == ["angry", "neutral", "happy", "sad"] and not left_out
+    assert {c.speaker for c in clips} == {"agent07", "agent12"}

@@ -6,6 +6,7 @@ import shutil
 
 import pandas as pd
 import pytest
+import yaml
 from prefect.states import Failed
 
 from flows import gate as gates
@@ -57,7 +58,12 @@ def test_split_id_ignores_order_and_confusion_rows(tmp_path):
 
 def test_featurize_cmd_parsing():
     paths = parse_featurize_cmd("ser featurize --params p.yaml --manifest m.csv --audio-dir raw --out feats")
-    assert paths == {"params": "p.yaml", "manifest": "m.csv", "audio_dir": "raw", "out": "feats"}
+    want = {"params": "p.yaml", "manifest": "m.csv", "audio_dir": "raw", "out": "feats", "corpora": "data/corpora.json"}
+    assert paths == want
+    stage = parse_featurize_cmd("ser featurize --manifest m.csv --corpora c.json")  # the dvc.yaml stage's form
+    assert stage is not None and stage["corpora"] == "c.json"
+    real = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["featurize"]["cmd"]
+    assert parse_featurize_cmd(real) is not None  # the flow runs the pipeline's own stage on its task runner
     assert parse_featurize_cmd("ser featurize --out f --exclude reports/bad.csv") is None  # unknown: DVC runs it
     assert parse_featurize_cmd("python other.py") is None
 
