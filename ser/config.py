@@ -31,7 +31,8 @@ class ParamsError(ValueError):
 class FeatureParams(_Strict):
     sample_rate: int = Field(16000, ge=4000, le=96000)
     offset: float = Field(0.5, ge=0)  # seconds skipped (align fixed), or kept before the speech onset (speech)
-    align: Literal["fixed", "speech"] = "fixed"  # where each clip's window starts (ser.audio.window_start)
+    # where each clip's window starts (ser.audio.window_start); fixed here: a model packaged before the key existed
+    align: Literal["fixed", "speech"] = "fixed"
     duration: float = Field(3.5, gt=0, le=30)
     n_fft: int = Field(1024, ge=64)
     hop_length: int = Field(256, ge=16)
