@@ -98,8 +98,14 @@ def cells(run: dict, classes: list[str], corpus_classes: dict[str, list[str]], s
             rows = src == c
             own = score(y[rows], probs[rows].argmax(1), classes) | calibration(probs[rows], y[rows], classes)
             both = restricted(probs[rows], y[rows], classes, shared)
-            out.setdefault(role, {})[str(c)] = {"own": own, "shared": both, "n": int(rows.sum())}
+            out.setdefault(role, {})[str(c)] = {"own": slim(own), "shared": slim(both), "n": int(rows.sum())}
     return out
+
+
+def slim(scores: dict) -> dict:
+    """The scores a cell keeps: the headline metrics and predicted shares (no per-class tables or confusions)."""
+    keep = ("accuracy", "uar", "macro_f1", "min_class_recall", "ece", "mean_confidence", "predicted_share", "n_test")
+    return {k: scores[k] for k in keep if k in scores}
 
 
 def summarise_cells(runs: list[dict]) -> dict:
@@ -118,22 +124,16 @@ def summarise_cells(runs: list[dict]) -> dict:
     return out
 
 
-def probe_stats(feats: np.ndarray, kind: str, chunk: int = 256) -> np.ndarray:
+def probe_stats(feats: np.ndarray, kind: str) -> np.ndarray:
     """The linear head's inputs: each clip's per-channel mean and std (`plain`, the pipeline's head); `std` alone
     (the states' per-utterance mean removed first, as cepstral mean normalisation removes a channel); or mean and
-    std of states normalised per frame across channels (`frame`: each frame's own offset and gain removed)."""
+    std of the frames normalised over their channels (`frame`, what `features.frame_norm` does)."""
+    from ser.features import frame_normalise
     from ser.training.stats_head import clip_stats
 
-    if kind == "plain":
-        return clip_stats(feats)
     if kind == "std":
         return clip_stats(feats)[:, feats.shape[-1] :]
-    out = np.empty((len(feats), 2 * feats.shape[-1]), np.float32)
-    for start in range(0, len(feats), chunk):
-        part = np.asarray(feats[start : start + chunk], np.float32)
-        part = (part - part.mean(-1, keepdims=True)) / (part.std(-1, keepdims=True) + 1e-5)
-        out[start : start + len(part)] = clip_stats(part)
-    return out
+    return clip_stats(frame_normalise(feats) if kind == "frame" else feats)
 
 
 def run_matrix(args: argparse.Namespace, params) -> dict:

@@ -46,6 +46,7 @@ class FeatureParams(_Strict):
     # whisper_base: encode the window zero-padded to this many s (0: as is)
     whisper_context: float = Field(0.0, ge=0, le=30)
     level_db: float | None = Field(None, ge=-60, le=0)  # every window scaled to this gated level first (ser.audio)
+    frame_norm: bool = False  # each frame of the features centred and scaled over its channels (ser.features)
 
     @field_validator("kind")
     @classmethod

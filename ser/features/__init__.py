@@ -3,7 +3,8 @@
 Training (`ser.data.featurize`), evaluation, serving (`ser.serving.predictor`) and the benchmark all
 call `extract`; what it computes is the registered kind named by `features.kind` (`ser.features.kinds`):
 `whisper_base` (`ser.features.whisper`, the default) or `logmel` (`ser.features.logmel`), of the windows
-scaled to one speech level first when `features.level_db` is set (`ser.audio.normalise_level`).
+scaled to one speech level first when `features.level_db` is set (`ser.audio.normalise_level`), each frame
+normalised over its channels after with `features.frame_norm`.
 
     feats = extract(np.stack(windows), params.features)   # (clips, frames, width) float32
     mean, variance = norm_stats(feats[train])
@@ -20,7 +21,7 @@ from ser.features.kinds import FeatureKind, feature_kind, kind_names
 if TYPE_CHECKING:
     from ser.config import FeatureParams
 
-__all__ = ["FeatureKind", "extract", "feature_kind", "kind_names", "norm_stats"]
+__all__ = ["FeatureKind", "extract", "feature_kind", "frame_normalise", "kind_names", "norm_stats"]
 
 
 def extract(waves: np.ndarray, params: FeatureParams) -> np.ndarray:
@@ -37,7 +38,18 @@ def extract(waves: np.ndarray, params: FeatureParams) -> np.ndarray:
         from ser.audio import normalise_level
 
         waves = normalise_level(waves, params.sample_rate, params.level_db)
-    return feature_kind(params.kind).extract(waves, params)
+    feats = feature_kind(params.kind).extract(waves, params)
+    return frame_normalise(feats) if params.frame_norm else feats
+
+
+def frame_normalise(feats: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Each frame of (clips, frames, width) features centred and scaled over its own width (`features.frame_norm`):
+    an offset or gain common to a frame's channels, which a recording or a voice can put there, is removed."""
+    out = np.empty(feats.shape, np.float32)
+    for start in range(0, len(feats), chunk):
+        part = np.asarray(feats[start : start + chunk], np.float32)
+        out[start : start + len(part)] = (part - part.mean(-1, keepdims=True)) / (part.std(-1, keepdims=True) + 1e-5)
+    return out
 
 
 def norm_stats(features: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:

@@ -49,6 +49,7 @@ def export_features(params: FeatureParams) -> tuple[dict, dict[str, np.ndarray]]
     else:
         raise ValueError(f"features.kind {params.kind!r}: no NumPy path")
     spec |= {"level_db": params.level_db, "sample_rate": mel["sample_rate"]}  # level_db None: windows as they come
+    spec["frame_norm"] = params.frame_norm
     arrays["mel_bank"] = mel_filters(**mel).astype(np.float64)  # (bins, mels)
     arrays["window"] = hann_window(spec["n_fft"], np.float64)
     return spec, arrays
@@ -113,6 +114,16 @@ def whisper_states(mel: np.ndarray, w: dict, layers: list[int], depth: int) -> n
 
 def features(spec: dict, arrays: dict[str, np.ndarray], waves: np.ndarray) -> np.ndarray:
     """The model input (clips, frames, width) of equal-length windows, as `ser.features.extract` computes it."""
+    feats = kind_features(spec, arrays, waves)
+    if spec.get("frame_norm"):  # models exported before features.frame_norm have none
+        from ser.features import frame_normalise
+
+        feats = frame_normalise(feats)
+    return feats
+
+
+def kind_features(spec: dict, arrays: dict[str, np.ndarray], waves: np.ndarray) -> np.ndarray:
+    """The feature kind's own output for the windows (`features` adds the frame normalisation)."""
     if spec.get("level_db") is not None:  # models exported before features.level_db have none
         from ser.audio import normalise_level
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ser.audio import audio_length, fixed_window, load_audio, sliding_windows
+from ser.audio import audio_length, fixed_window, load_audio, sliding_windows, window_start
 from ser.config import AugmentParams, FeatureParams, parse_params
 from ser.data.augment import (
     add_noise,
@@ -355,7 +355,7 @@ def test_augmentation_touches_only_training_clips(featurized):
     actor = int(clip_id[-2:])  # "<corpus>:<RAVDESS stem>": the stem ends in the actor's number
     f = params.features
     wave = load_audio(corpus / f"Actor_{actor:02d}" / f"{clip_id.split(':', 1)[1]}.wav", f.sample_rate)
-    window = fixed_window(wave, f.sample_rate, f.offset, f.duration)
+    window = fixed_window(wave, f.sample_rate, window_start(wave, f.sample_rate, f.offset, f.align), f.duration)
     assert f.level_db is not None and np.array_equal(extract(window[None], f)[0], x)  # the default scales the level
     assert not np.allclose(logmel(window, f)[0], x)  # so the bare log-mel of the clip is not it
 

@@ -39,6 +39,19 @@ def test_a_level_set_in_the_params_is_applied_on_both_paths():
     assert np.abs(features(old, arrays, waves) - extract(waves, plain)).max() < 5e-3
 
 
+def test_frame_normalisation_is_applied_on_both_paths():
+    params = FeatureParams(kind="logmel", duration=1.0, n_fft=512, hop_length=128, n_mels=40, frame_norm=True)
+    spec, arrays = export_features(params)
+    waves = voice_like(1.0, 4)
+    got, want = features(spec, arrays, waves), extract(waves, params)
+    assert np.abs(got - want).max() < 1e-3
+    assert np.allclose(want.mean(-1), 0, atol=1e-4) and np.allclose(want.std(-1), 1, atol=1e-3)  # every frame
+    plain = extract(waves, FeatureParams(**{**params.model_dump(), "frame_norm": False}))
+    assert np.abs(plain.mean(-1)).max() > 1  # without it, a frame keeps its own offset
+    old = {k: v for k, v in spec.items() if k != "frame_norm"}  # a model exported before the key: as before
+    assert np.abs(features(old, arrays, waves) - plain).max() < 5e-3
+
+
 def test_whisper_states_match_the_tensorflow_encoder():
     from ser.features.whisper import WhisperWeightsError, model_dir
 
