@@ -17,7 +17,10 @@ only the statistics head (seconds a fold: for screening levers); `pipeline` the 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -139,6 +142,7 @@ def probe_stats(feats: np.ndarray, kind: str) -> np.ndarray:
 def run_matrix(args: argparse.Namespace, params) -> dict:
     """Every training set x fold x seed; the record `crosscorpus_report` renders."""
     from bench.protocols import fold_speakers, prepare, run_split
+    from ser.io import atomic_path
     from ser.overrides import override
 
     start = time.perf_counter()
@@ -155,6 +159,8 @@ def run_matrix(args: argparse.Namespace, params) -> dict:
         raise SystemExit(f"--train names {unknown}; the corpora are {names}")
     res: dict[str, Any] = {"corpora": corpus.records, "shared_classes": shared, "prepare_seconds": prepare_s}
     res["trainings"] = {}
+    setting = [params.model_dump(mode="json", by_alias=True), args.head, args.stats, args.folds, corpus.records]
+    config = hashlib.sha256(json.dumps(setting, sort_keys=True, default=str).encode()).hexdigest()[:12]
     for trained in trainings:
         key = "+".join(trained)
         classes = params.data.class_set(corpus.clips.loc[corpus.clips["corpus"].isin(trained), "emotion"])
@@ -166,6 +172,11 @@ def run_matrix(args: argparse.Namespace, params) -> dict:
             roles = dict(zip(corpus.clips["clip_id"], corpus.clips["speaker"].map(by_speaker), strict=True))
             for s in range(args.seeds):
                 seeded = override(params, {"train.seed": params.train.seed + s})
+                done = args.out / "done" / f"{key}-f{f}-s{seeded.train.seed}-{config}.pkl"
+                if done.exists():
+                    log.info("train on %s, fold %d, seed %d: done before (%s)", key, f, seeded.train.seed, done)
+                    runs.append(pickle.loads(done.read_bytes()))
+                    continue
                 log.info("train on %s, fold %d, seed %d", key, f, seeded.train.seed)
                 if stats is not None:
                     run = linear_run(corpus, stats, seeded, classes, roles)
@@ -180,6 +191,11 @@ def run_matrix(args: argparse.Namespace, params) -> dict:
                         **{k: run[k] for k in ("test_probs", "test_y", "test_corpus") if k in run},
                     }
                 )
+                # Each fold kept as it ends: a pipeline fold is a quarter of an hour on 2 cores, and a run stopped
+                # midway resumes from here (keyed by everything that decides the result).
+                done.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(done) as tmp:
+                    tmp.write_bytes(pickle.dumps(runs[-1]))
         res["trainings"][key] = {
             "classes": classes,
             "cells": summarise_cells(runs),

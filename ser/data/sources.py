@@ -121,27 +121,30 @@ class Source:
         Raises:
             SourceError: no audio, or (labelled) a malformed table, naming the file and line.
         """
+        language = self.facts().language
         if self.kind == "labelled":
-            table = labels_table(folder, self.spec.labels)
-            rows, excluded = read_table(table, folder, self.spec.emotions)
-            default = self.facts().language
-            return [r if r.language else with_language(r, default) for r in rows], excluded
+            rows, excluded = read_table(labels_table(folder, self.spec.labels), folder, self.spec.emotions)
+            return [with_language(r, language) for r in rows], excluded
         audio = find_audio(folder)
         if not audio:
             raise SourceError(f"{self.name}: {folder}: no audio files ({'/'.join(sorted(AUDIO_SUFFIXES))}) found")
         parse = ravdess_clip if self.scheme == "ravdess" else emodb_clip
-        rows = [with_language(parse(rel), self.facts().language) for rel in audio]
+        rows = [with_language(parse(rel), language) for rel in audio]
         # EmoDB's boredom parses but is none of ours: left out, counted. (A RAVDESS code outside 01-08 is a bad
         # name, which the contract quarantines.)
-        left_out = [r for r in rows if self.kind == "emodb" and r.name_ok and r.emotion is None]
-        excluded = Counter(f"{r.corpus_label} ({EMODB_LEFT_OUT.get(str(r.corpus_label), '?')})" for r in left_out)
-        return [r for r in rows if r not in left_out], excluded
+        left_out = [self.kind == "emodb" and r.name_ok and r.emotion is None for r in rows]
+        excluded = Counter(
+            f"{r.corpus_label} ({EMODB_LEFT_OUT.get(str(r.corpus_label), '?')})"
+            for r, out in zip(rows, left_out, strict=True)
+            if out
+        )
+        return [r for r, out in zip(rows, left_out, strict=True) if not out], excluded
 
     def fingerprint(self, folder: Path | None) -> str:
         """What the ingested corpus depends on: the entry, the synthetic settings, the adapters' code, and each
         source file's path, size and modification time. Equal fingerprints let ingest keep a corpus as it is."""
         digest = hashlib.sha256()
-        digest.update(json.dumps([self.name, self.kind, self.spec.model_dump(mode="json")]).encode())
+        digest.update(json.dumps([self.name, self.kind, self.origin, self.spec.model_dump(mode="json")]).encode())
         if self.kind == "synthetic":
             digest.update(json.dumps(self.synthetic.model_dump()).encode())
         here = Path(__file__).parent
