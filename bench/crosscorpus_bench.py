@@ -88,8 +88,14 @@ def linear_run(corpus, stats: np.ndarray, params, classes: list[str], roles: dic
     return out
 
 
+# The four classes most corpora label (IEMOCAP's usual set, and what a 4-class corpus is scored on): the matrix's
+# cell on them is its estimate for such a corpus.
+FOUR = ["neutral", "happy", "sad", "angry"]
+
+
 def cells(run: dict, classes: list[str], corpus_classes: dict[str, list[str]], shared: list[str]) -> dict:
-    """Per scored role and corpus: `own` (the corpus's classes, the model's whole answer) and `shared` scores."""
+    """Per scored role and corpus: `own` (the corpus's classes, the model's whole answer), `shared` and `four`
+    (the answer restricted to the shared classes, to neutral/happy/sad/angry) scores."""
     from ser.training.evaluate import calibration, score
 
     out: dict[str, dict] = {}
@@ -100,8 +106,11 @@ def cells(run: dict, classes: list[str], corpus_classes: dict[str, list[str]], s
         for c in np.unique(src):
             rows = src == c
             own = score(y[rows], probs[rows].argmax(1), classes) | calibration(probs[rows], y[rows], classes)
-            both = restricted(probs[rows], y[rows], classes, shared)
-            out.setdefault(role, {})[str(c)] = {"own": slim(own), "shared": slim(both), "n": int(rows.sum())}
+            entry = {"own": slim(own), "shared": slim(restricted(probs[rows], y[rows], classes, shared))}
+            four = [k for k in FOUR if k in classes and k in corpus_classes[str(c)]]
+            if len(four) == len(FOUR):
+                entry["four"] = slim(restricted(probs[rows], y[rows], classes, four))
+            out.setdefault(role, {})[str(c)] = entry | {"n": int(rows.sum())}
     return out
 
 
@@ -119,7 +128,7 @@ def summarise_cells(runs: list[dict]) -> dict:
         for c in corpora:
             got = [r["cells"][role][c] for r in runs if c in r["cells"].get(role, {})]
             entry = {"n": sum(g["n"] for g in got)}
-            for kind in ("own", "shared"):
+            for kind in [k for k in ("own", "shared", "four") if all(k in g for g in got)]:
                 entry[kind] = {m: spread([g[kind][m] for g in got]) for m in ("accuracy", "uar", "macro_f1", "ece")}
                 shares = [g[kind]["predicted_share"] for g in got]
                 entry[kind]["predicted_share"] = {k: float(np.mean([s[k] for s in shares])) for k in shares[0]}
@@ -175,7 +184,10 @@ def run_matrix(args: argparse.Namespace, params) -> dict:
                 done = args.out / "done" / f"{key}-f{f}-s{seeded.train.seed}-{config}.pkl"
                 if done.exists():
                     log.info("train on %s, fold %d, seed %d: done before (%s)", key, f, seeded.train.seed, done)
-                    runs.append(pickle.loads(done.read_bytes()))
+                    kept = pickle.loads(done.read_bytes())
+                    # the test cells again from the kept probabilities: a kind added since is filled in
+                    kept["cells"]["test"] = cells(kept, classes, corpus_classes, shared)["test"]
+                    runs.append(kept)
                     continue
                 log.info("train on %s, fold %d, seed %d", key, f, seeded.train.seed)
                 if stats is not None:

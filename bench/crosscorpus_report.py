@@ -13,7 +13,7 @@ def pct(s: dict) -> str:
 
 def cell(entry: dict | None, kind: str) -> str:
     """`UAR (accuracy)` of one matrix cell, or a dash."""
-    if not entry:
+    if not entry or kind not in entry:
         return "-"
     return f"{pct(entry[kind]['uar'])} ({100 * entry[kind]['accuracy']['mean']:.1f})"
 
@@ -83,6 +83,14 @@ def markdown(res: dict) -> list[str]:
         "Test speakers, each corpus's own classes",
         "All the test corpus's clips; UAR over the classes it has; the model answers any class it knows.",
     )
+    if any("four" in e for t in res["trainings"].values() for e in t["cells"].get("test", {}).values()):
+        lines += matrix(
+            res,
+            "test",
+            "four",
+            "Test speakers, neutral / happy / sad / angry",
+            "The clips of these four classes, the answer restricted to them: the estimate for a 4-class corpus.",
+        )
     lines += matrix(
         res,
         "val",

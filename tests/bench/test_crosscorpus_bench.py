@@ -69,7 +69,12 @@ def test_the_matrix_on_two_generated_corpora(two, tiny_corpus, tmp_path, head):
         assert set(t["cells"]["val"]) == trained
         for cell in t["cells"]["test"].values():
             assert 0 <= cell["shared"]["uar"]["mean"] <= 1 and cell["own"]["uar"]["n"] == 2
+            assert 0 <= cell["four"]["uar"]["mean"] <= 1  # both corpora have neutral, happy, sad and angry
     assert res["trainings"]["lab"]["classes"] == res["shared_classes"]  # the labelled corpus has no calm
     md = (out / "results.md").read_text()
     assert "### Test speakers, shared classes" in md and "| ravdess+lab |" in md
-    assert (out / "probs-ravdess+lab.npz").is_file()
+    assert (out / "probs-ravdess+lab.npz").is_file() and "### Test speakers, neutral / happy / sad / angry" in md
+    # the same command again resumes from the folds kept as they ended: nothing is trained, the same cells
+    (out / "results.json").unlink()
+    assert crosscorpus_bench.main(argv) == 0
+    assert json.loads((out / "results.json").read_text())["trainings"] == res["trainings"]
