@@ -36,6 +36,15 @@ KINDS: dict[str, str] = {
 }
 
 
+def window_phrase(features: dict[str, Any]) -> str:
+    """The model card's words for where a model's window lies in a clip (`features.align`, `offset`)."""
+    if features.get("align", "fixed") == "speech":
+        where = f"{features.get('offset')} s before the clip's first speech"
+    else:
+        where = f"{features.get('offset')} s into the clip"
+    return f"a {features.get('duration')} s window starting {where}"
+
+
 class ValueRule(NamedTuple):
     """A contract rule on one column of the per-window value summary (`ser.data.validate.window_table`)."""
 

@@ -47,7 +47,7 @@ import scipy.fft
 from ser.config import FeatureParams
 from ser.features import lane_fft
 from ser.features import logmel_kernels as kernels
-from ser.features.kinds import FeatureKind, ValueRule
+from ser.features.kinds import FeatureKind, ValueRule, window_phrase
 from ser.features.mel_bank import SparseBank, hann_window, sparse_bank, twiddles
 from ser.features.threads import WORKSPACE, cpu_count, helper_pool
 
@@ -290,8 +290,8 @@ class LogMel(FeatureKind):
     def describe(self, features: dict) -> str:
         f = features
         return (
-            f"log-mel spectrogram of a {f.get('duration')} s window starting {f.get('offset')} s into the "
-            f"clip, mono {f.get('sample_rate')} Hz, {f.get('n_mels')} mel bands, n_fft {f.get('n_fft')}, "
+            f"log-mel spectrogram of {window_phrase(f)}, mono {f.get('sample_rate')} Hz, {f.get('n_mels')} mel "
+            f"bands, n_fft {f.get('n_fft')}, "
             f"hop {f.get('hop_length')}, dB with top_db {f.get('top_db')}"
         )
 

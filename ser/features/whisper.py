@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ser.config import FeatureParams
-from ser.features.kinds import FeatureKind, ValueRule
+from ser.features.kinds import FeatureKind, ValueRule, window_phrase
 from ser.features.logmel import logmel
 from ser.io import atomic_path, file_digest
 
@@ -218,8 +218,7 @@ class WhisperBase(FeatureKind):
         return (
             f"frozen Whisper-base encoder states (OpenAI Whisper base, MIT licence, as Systran's CTranslate2 "
             f"conversion, model.bin sha256 {MODEL_SHA256}; layers {f.get('whisper_layers')} side by side, "
-            f"{WIDTH} wide each, one per 20 ms) of a {f.get('duration')} s window starting {f.get('offset')} s "
-            f"into the clip, mono {SAMPLE_RATE} Hz"
+            f"{WIDTH} wide each, one per 20 ms) of {window_phrase(f)}, mono {SAMPLE_RATE} Hz"
         )
 
     def package_files(self, folder: Path, params: FeatureParams) -> None:

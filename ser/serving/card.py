@@ -43,7 +43,8 @@ def details_section(params: dict, preprocess: dict) -> str:
     m, f = params.get("model") or {}, preprocess.get("features") or params.get("features") or {}
     training, train, aug = preprocess.get("training") or {}, params.get("train") or {}, params.get("augment") or {}
     copies = aug.get("copies") or 0
-    augmented = [f"{copies} augmented cop{'y' if copies == 1 else 'ies'} per training clip (noise, pitch, speed)"]
+    kinds = ["noise", "pitch", "speed"] + [k for k in ("crop", "room", "telephone") if (aug.get(k) or {}).get("rate")]
+    augmented = [f"{copies} augmented cop{'y' if copies == 1 else 'ies'} per training clip ({', '.join(kinds)})"]
     augmented = augmented if copies else []
     augmented += ["SpecAugment"] if (aug.get("specaugment") or {}).get("rate") else []
     fitted_on = "training and validation windows (train.refit)" if training.get("refit") else "training windows"
@@ -59,6 +60,7 @@ def details_section(params: dict, preprocess: dict) -> str:
         (
             "Input",
             feature_kind(f.get("kind", "logmel")).describe(f)
+            + ("; each frame centred and scaled over its channels" if f.get("frame_norm") else "")
             + f"; shape {preprocess.get('shape')}, normalised with training-split statistics; longer audio "
             "is scored per window",
         ),

@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ser.config import Params
+from ser.config import Params, load_params
 from ser.labels import EMOTIONS
 from ser.plots import plot_history
 from ser.serving.card import model_card, write_model_card
+from tests.conftest import REPO
 
 CLASSES = list(EMOTIONS)
 METRICS = {
@@ -272,3 +273,17 @@ def test_plot_history_draws_two_panels(tmp_path):
     (tmp_path / "empty.csv").write_text("epoch,accuracy,loss,val_accuracy,val_loss\n")
     with pytest.raises(ValueError, match="expected columns"):
         plot_history(tmp_path / "empty.csv", tmp_path / "empty.png")
+
+
+def test_card_says_where_the_window_lies_and_whether_frames_are_normalised():
+    aligned = PREPROCESS | {"features": PREPROCESS["features"] | {"align": "speech", "frame_norm": True}}
+    text = model_card(METRICS, params("ravdess"), aligned, "1a2b3c.dir", "v1", "0123abcd")
+    assert "3.5 s window starting 0.5 s before the clip's first speech" in text
+    assert "each frame centred and scaled over its channels" in text
+    fixed = card()  # a model from before speech alignment: its window at a fixed offset
+    assert "3.5 s window starting 0.5 s into the clip" in fixed and "each frame centred" not in fixed
+    # the augmented copies' kinds, as params.yaml's rates turn them on
+    defaults = load_params(REPO / "params.yaml").model_dump(mode="json", by_alias=True)
+    text = model_card(METRICS, defaults, aligned, "1a2b3c.dir", "v1", "0123abcd")
+    assert "per training clip (noise, pitch, speed, crop, room, telephone)" in text
+    assert "per training clip (noise, pitch, speed)" in fixed  # rates 0 in the code's defaults
