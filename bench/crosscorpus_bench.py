@@ -181,7 +181,7 @@ def run_matrix(args: argparse.Namespace, params) -> dict:
             roles = dict(zip(corpus.clips["clip_id"], corpus.clips["speaker"].map(by_speaker), strict=True))
             for s in range(args.seeds):
                 seeded = override(params, {"train.seed": params.train.seed + s})
-                done = args.out / "done" / f"{key}-f{f}-s{seeded.train.seed}-{config}.pkl"
+                done = args.cache / "done" / args.out.name / f"{key}-f{f}-s{seeded.train.seed}-{config}.pkl"
                 if done.exists():
                     log.info("train on %s, fold %d, seed %d: done before (%s)", key, f, seeded.train.seed, done)
                     kept = pickle.loads(done.read_bytes())
