@@ -61,30 +61,41 @@ def restricted(probs: np.ndarray, y: np.ndarray, classes: list[str], keep: list[
     return score(y_keep, p.argmax(1), keep) | calibration(p, y_keep, keep)
 
 
-def linear_run(corpus, stats: np.ndarray, params, classes: list[str], roles: dict[str, str]) -> dict:
-    """`run_split` with the statistics head alone: fitted on the training windows (copies included), C chosen on
-    the validation speakers, probabilities for the originals of every scored role."""
+def linear_fit(
+    stats: np.ndarray, y: np.ndarray, role: np.ndarray, original: np.ndarray, source: np.ndarray, params, n_classes: int
+):
+    """The statistics head alone, fitted on the `train` rows (copies included) with `train.balance`, C chosen on the
+    `val` originals: (mean, scale, kernel, bias) of `softmax(((stats - mean) / scale) @ kernel + bias)`, and the
+    fit's report."""
     from ser.training.fit_loop import balance_weights
     from ser.training.stats_head import class_weights, fit_linear
 
+    train = (y >= 0) & (role == "train")
+    val = (y >= 0) & (role == "val") & original
+    weights = balance_weights(y[train], source[train], params.train.balance)
+    scaler, classifier, report = fit_linear(stats[train], y[train], stats[val], y[val], sample_weight=(weights, None))
+    kernel, bias = class_weights(classifier, n_classes)
+    head = (scaler.mean_.astype(np.float32), scaler.scale_.astype(np.float32), kernel, bias)
+    return head, report
+
+
+def linear_run(corpus, stats: np.ndarray, params, classes: list[str], roles: dict[str, str]) -> dict:
+    """`run_split` with the statistics head alone (`linear_fit`): probabilities for the originals of every scored
+    role."""
     idx = corpus.index
-    role = idx["clip_id"].map(roles).to_numpy()
+    role = idx["clip_id"].map(roles).fillna("unused").to_numpy().astype(str)
     y = idx["emotion"].map({c: i for i, c in enumerate(classes)}).fillna(-1).to_numpy(np.int64)
-    known, original = y >= 0, (idx["copy"] == 0).to_numpy()
+    original = (idx["copy"] == 0).to_numpy()
     source = idx["corpus"].to_numpy().astype(str)
-    sel = {r: known & (role == r) & (original | (r == "train")) for r in ("train", "val", "select", "test")}
     start = time.perf_counter()
-    weights = balance_weights(y[sel["train"]], source[sel["train"]], params.train.balance)
-    scaler, classifier, report = fit_linear(
-        stats[sel["train"]], y[sel["train"]], stats[sel["val"]], y[sel["val"]], sample_weight=(weights, None)
-    )
-    kernel, bias = class_weights(classifier, len(classes))
+    (mean, scale, kernel, bias), report = linear_fit(stats, y, role, original, source, params, len(classes))
     out: dict[str, Any] = {"train_seconds": time.perf_counter() - start, "stats_head": report}
     for r in ("val", "select", "test"):
-        if sel[r].any():
-            logits = scaler.transform(stats[sel[r]]) @ kernel + bias
+        sel = (y >= 0) & (role == r) & original
+        if sel.any():
+            logits = ((stats[sel] - mean) / scale) @ kernel + bias
             e = np.exp(logits - logits.max(1, keepdims=True))
-            out |= {f"{r}_probs": e / e.sum(1, keepdims=True), f"{r}_y": y[sel[r]], f"{r}_corpus": source[sel[r]]}
+            out |= {f"{r}_probs": e / e.sum(1, keepdims=True), f"{r}_y": y[sel], f"{r}_corpus": source[sel]}
     return out
 
 
