@@ -2,7 +2,7 @@
 
 For every training set (one corpus by default) and speaker fold of `bench.crosscorpus_bench` (the same folds and
 roles), the statistics head is fitted as `--head linear` fits it; then each scored corpus is scored plain and with
-its standardisation re-estimated (`ser.calibration.estimate`) from N clips drawn from that corpus's clips the model
+its standardisation re-estimated (`ser.serving.profiles.estimate`) from N clips drawn from that corpus's clips the model
 neither trained nor chose on (labels unused), `--draws` draws per setting. A draw is `balanced` (at random), or
 skewed: 70 % of it from one emotion (`one`: neutral) or two (`two`: neutral and sad), the rest at random.
 
@@ -11,8 +11,15 @@ scale, shrunk. The rule, fixed before the first run: the method offered is the o
 `select` role (the validation speakers of the corpus the model did not train on) over N = 10, 30, 100 on balanced
 draws, both directions pooled; it is made safe enough to ship if on `select` it is never more than 2 points below
 plain at any N and skew, else the larger shrink is taken. Test speakers are reported, never chosen on.
+With the whole model (`--runs`), the calibrated head's share of the answer (`calibrate.head_share`) is chosen too,
+by the same select-UAR rule, among its own share in the model (1/2), 3/4 and 1 (`SHARES`, with the method chosen on
+the head), a share within 0.5 points of the model's own going to the model's own. Written before those runs.
 
-    python -m bench.calibration_bench --out reports/calibration
+`--runs NAME` scores the whole model instead (its statistics head's share swapped, as a profile does), from the
+folds `bench.crosscorpus_bench --head pipeline --out .../NAME` kept.
+
+    python -m bench.calibration_bench --out reports/calibration/linear
+    python -m bench.calibration_bench --runs pipe-ravdess-only-s42 --train ravdess --out reports/calibration/pipeline
 """
 
 from __future__ import annotations
@@ -22,21 +29,15 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from bench.crosscorpus_bench import CORPORA, FOUR, corpus_arg, probe_stats, restricted, roles_for
+from bench.calibration_report import METHODS, SHARES, SIZES, SKEWS
+from bench.crosscorpus_bench import CORPORA, FOUR, corpus_arg, restricted, roles_for
+from bench.linear_head import probe_stats
 from bench.results import ROOT, spread
 
 log = logging.getLogger("calibration_bench")
-METHODS: dict[str, dict[str, Any]] = {
-    "mean": {"shrink": 0.0, "scale_too": False},
-    "mean-shrunk": {"shrink": 10.0, "scale_too": False},
-    "mean-scale-shrunk": {"shrink": 10.0, "scale_too": True},
-}
-SIZES = (10, 30, 100)
-SKEWS = {"balanced": (), "one": ("neutral",), "two": ("neutral", "sad")}
 SKEW_SHARE = 0.7
 
 
@@ -53,12 +54,6 @@ def draw(pool: np.ndarray, emotion: np.ndarray, n: int, skew: tuple[str, ...], r
     return np.concatenate([first, rng.choice(rest, n - k, replace=False)])
 
 
-def head_probs(stats: np.ndarray, mean: np.ndarray, scale: np.ndarray, kernel: np.ndarray, bias: np.ndarray):
-    logits = ((stats - mean) / scale) @ kernel + bias
-    e = np.exp(logits - logits.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
 def cell_scores(probs: np.ndarray, y: np.ndarray, classes: list[str], corpus_classes: list[str]) -> dict:
     """UAR and accuracy on the corpus's classes (the model's whole answer, and restricted to them), and on FOUR."""
     from ser.training.evaluate import score
@@ -71,57 +66,90 @@ def cell_scores(probs: np.ndarray, y: np.ndarray, classes: list[str], corpus_cla
     return out
 
 
+def folds(args: argparse.Namespace, params, corpus, stats: np.ndarray):
+    """Per training set and fold: (training key, fold, classes, labels, roles, statistics head, {role: (rows, model
+    probabilities)}). `--head linear` fits the head here (its whole answer: weight 1); `--runs NAME` reads the
+    whole model's folds that `bench.crosscorpus_bench --head pipeline --out .../NAME` kept."""
+    import pickle
+
+    from bench.linear_head import linear_fit
+    from bench.protocols import fold_speakers
+    from ser.serving.profiles import StatsHead
+
+    idx = corpus.index
+    names = [r["name"] for r in corpus.records]
+    speaker_corpus = dict(zip(corpus.clips["speaker"], corpus.clips["corpus"], strict=True))
+    source, original = idx["corpus"].to_numpy().astype(str), (idx["copy"] == 0).to_numpy()
+    trainings = [t.split("+") for t in args.train] if args.train else [[n] for n in names]
+    for trained in trainings:
+        key = "+".join(trained)
+        classes = params.data.class_set(corpus.clips.loc[corpus.clips["corpus"].isin(trained), "emotion"])
+        y = idx["emotion"].map({c: i for i, c in enumerate(classes)}).fillna(-1).to_numpy(np.int64)
+        for f, groups in fold_speakers(corpus.clips, params, args.folds):
+            role = idx["speaker"].map(roles_for(groups, speaker_corpus, set(trained))).fillna("unused")
+            role = role.to_numpy().astype(str)
+            if args.runs is None:
+                (mean, scale, kernel, bias), _ = linear_fit(stats, y, role, original, source, params, len(classes))
+                head = StatsHead(mean, scale, kernel, bias, 1.0)
+                scored = {}
+                for r in ("select", "test"):
+                    rows = np.flatnonzero(original & (role == r) & (y >= 0))
+                    scored[r] = (rows, head.probs(stats[rows]))
+            else:
+                kept = sorted((args.cache / "done" / args.runs).glob(f"{key}-f{f}-s*.pkl"))
+                if not kept:
+                    log.warning("%s: no fold %d of %s kept; skipped", args.runs, f, key)
+                    continue
+                rec = pickle.loads(kept[0].read_bytes())
+                head = rec["head_arrays"]
+                scored = {r: (rec[f"{r}_rows"], rec[f"{r}_probs"]) for r in ("select", "test") if f"{r}_rows" in rec}
+            log.info("train on %s, fold %d", key, f)
+            yield key, f, classes, y, role, head, scored
+
+
 def run(args: argparse.Namespace, params) -> dict:
-    from bench.crosscorpus_bench import linear_fit
-    from bench.protocols import fold_speakers, prepare
-    from ser.calibration import estimate
+    from bench.protocols import prepare
+    from ser.serving.profiles import Profile, estimate
 
     corpus = prepare(list(args.corpus), params, args.cache)
     stats = probe_stats(corpus.feats, "plain")
     idx = corpus.index
     names = [r["name"] for r in corpus.records]
     corpus_classes = {n: params.data.class_set(corpus.clips.loc[corpus.clips["corpus"] == n, "emotion"]) for n in names}
-    speaker_corpus = dict(zip(corpus.clips["speaker"], corpus.clips["corpus"], strict=True))
     source, emotion = idx["corpus"].to_numpy().astype(str), idx["emotion"].to_numpy().astype(str)
     original = (idx["copy"] == 0).to_numpy()
-    trainings = [t.split("+") for t in args.train] if args.train else [[n] for n in names]
-    rows: list[dict] = []
-    for trained in trainings:
-        key = "+".join(trained)
-        classes = params.data.class_set(corpus.clips.loc[corpus.clips["corpus"].isin(trained), "emotion"])
-        y = idx["emotion"].map({c: i for i, c in enumerate(classes)}).fillna(-1).to_numpy(np.int64)
-        for f, groups in fold_speakers(corpus.clips, params, args.folds):
-            by_speaker = roles_for(groups, speaker_corpus, set(trained))
-            role = idx["speaker"].map(by_speaker).fillna("unused").to_numpy().astype(str)
-            log.info("train on %s, fold %d", key, f)
-            (mean, scale, kernel, bias), _ = linear_fit(stats, y, role, original, source, params, len(classes))
-            rng = np.random.default_rng(args.seed + f)
-            for c in names:
-                pool = np.flatnonzero((source == c) & original & ~np.isin(role, ("train", "val")))
-                for r in ("select", "test"):
-                    scored = (source == c) & original & (role == r) & (y >= 0)
-                    if not scored.any():
-                        continue
-                    base = {"train": key, "corpus": c, "role": r, "fold": f}
-                    plain = head_probs(stats[scored], mean, scale, kernel, bias)
-                    rows.append(
-                        base
-                        | {"method": "plain", "n": 0, "skew": "none", "draw": 0}
-                        | cell_scores(plain, y[scored], classes, corpus_classes[c])
-                    )
-                    for n in SIZES:
-                        for skew, lean in SKEWS.items():
-                            for d in range(args.draws):
-                                cal = draw(pool, emotion, n, lean, rng)
-                                for m, how in METHODS.items():
-                                    mu, sd = estimate(stats[cal], mean, scale, **how)
-                                    probs = head_probs(stats[scored], mu, sd, kernel, bias)
-                                    rows.append(
-                                        base
-                                        | {"method": m, "n": n, "skew": skew, "draw": d}
-                                        | cell_scores(probs, y[scored], classes, corpus_classes[c])
-                                    )
-    return {"rows": rows, "corpora": corpus.records}
+    rows_out: list[dict] = []
+    one_sided = params.calibrate.one_sided_share
+    methods = METHODS if args.runs is None else METHODS | SHARES
+    for key, f, classes, y, role, head, scored in folds(args, params, corpus, stats):
+        rng = np.random.default_rng(args.seed + f)
+        for c in names:
+            pool = np.flatnonzero((source == c) & original & ~np.isin(role, ("train", "val")))
+            for r, (rows, probs) in scored.items():
+                mine = source[rows] == c
+                if not mine.any():
+                    continue
+                at, p_model, y_c = rows[mine], probs[mine], y[rows[mine]]
+                base = {"train": key, "corpus": c, "role": r, "fold": f}
+                plain = {"method": "plain", "n": 0, "skew": "none", "draw": 0}
+                rows_out.append(base | plain | cell_scores(p_model, y_c, classes, corpus_classes[c]))
+                for n in SIZES:
+                    for skew, lean in SKEWS.items():
+                        for d in range(args.draws):
+                            cal = draw(pool, emotion, n, lean, rng)
+                            for m, how in methods.items():
+                                share = how.get("share")
+                                mu, sd = estimate(stats[cal], head.mean, head.scale, how["shrink"], how["scale_too"])
+                                profile = Profile("bench", mu, sd, head, share=share)
+                                p = profile.apply(p_model, stats=stats[at])
+                                setting = {"method": m, "n": n, "skew": skew, "draw": d}
+                                scores = cell_scores(p, y_c, classes, corpus_classes[c])
+                                if args.runs is None:  # what `ser calibrate` reports: its answers on the set itself
+                                    own = profile.apply(head.probs(stats[cal]), stats=stats[cal]).argmax(1)
+                                    top = np.bincount(own).max() / len(own)
+                                    scores |= {"set_top_share": top, "one_sided": float(top > one_sided)}
+                                rows_out.append(base | setting | scores)
+    return {"rows": rows_out, "corpora": corpus.records}
 
 
 def summary(rows: list[dict]) -> dict:
@@ -130,7 +158,7 @@ def summary(rows: list[dict]) -> dict:
 
     frame = pd.DataFrame(rows)
     keys = ["train", "corpus", "role", "method", "n", "skew"]
-    metrics = [m for m in ("own", "own_acc", "restricted", "four") if m in frame]
+    metrics = [m for m in ("own", "own_acc", "restricted", "four", "set_top_share", "one_sided") if m in frame]
     out = {}
     for k, g in frame.groupby(keys, sort=True):
         per_fold = g.groupby("fold")[metrics].mean()
@@ -138,66 +166,6 @@ def summary(rows: list[dict]) -> dict:
             m: spread(per_fold[m].dropna().tolist()) for m in metrics if per_fold[m].notna().any()
         }
     return out
-
-
-def choose(table: dict) -> dict:
-    """The rule: best mean `select` UAR over SIZES on balanced draws, both directions; then the 2-point check."""
-
-    def get(train, corpus, method, n, skew):
-        return table.get("|".join(map(str, (train, corpus, "select", method, n, skew))), {}).get("own", {}).get("mean")
-
-    cross = sorted({(k.split("|")[0], k.split("|")[1]) for k in table if k.split("|")[2] == "select"})
-    means = {}
-    for m in METHODS:
-        vals = [get(t, c, m, n, "balanced") for t, c in cross for n in SIZES]
-        means[m] = float(np.mean([v for v in vals if v is not None])) if vals else float("nan")
-    best = max(means, key=means.get)
-    worst = {
-        m: min(get(t, c, m, n, s) - get(t, c, "plain", 0, "none") for t, c in cross for n in SIZES for s in SKEWS)
-        for m in METHODS
-    }
-    return {"select_uar": means, "worst_vs_plain": worst, "chosen": best, "safe": worst[best] >= -0.02}
-
-
-def markdown(res: dict) -> list[str]:
-    table, lines = res["summary"], [f"# Domain calibration (statistics head), `{res['command']}`", ""]
-    lines += [
-        f"Rule's choice: **{res['choice']['chosen']}** (select UAR by method "
-        + ", ".join(f"{m} {v:.3f}" for m, v in res["choice"]["select_uar"].items())
-        + "; worst select drop vs plain: "
-        + ", ".join(f"{m} {v:+.3f}" for m, v in res["choice"]["worst_vs_plain"].items())
-        + ")",
-        "",
-    ]
-    cells = sorted({tuple(k.split("|")[:3]) for k in table})
-    for kind in ("own", "four"):
-        lines += [
-            f"## UAR ({kind}: "
-            + (
-                "the corpus's classes, the model's whole answer)"
-                if kind == "own"
-                else "neutral/happy/sad/angry, answer restricted)"
-            ),
-            "",
-        ]
-        lines += [
-            "| train → test | role | N | skew | plain | " + " | ".join(METHODS) + " |",
-            "|---|---|---|---|---|" + "---|" * len(METHODS),
-        ]
-        for t, c, r in cells:
-            plain = table.get(f"{t}|{c}|{r}|plain|0|none", {}).get(kind)
-            if plain is None:
-                continue
-            for n in SIZES:
-                for s in SKEWS:
-                    vals = [table.get(f"{t}|{c}|{r}|{m}|{n}|{s}", {}).get(kind, {}).get("mean") for m in METHODS]
-                    lines.append(
-                        f"| {t} → {c} | {r} | {n} | {s} | {plain['mean']:.3f} | "
-                        + " | ".join(f"{v:.3f}" if v is not None else "–" for v in vals)
-                        + " |"
-                    )
-        lines.append("")
-    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=6)
     ap.add_argument("--draws", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--runs", help="score the whole model's folds kept by crosscorpus_bench --out .../RUNS instead")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "calibration")
     ap.add_argument("--cache", type=Path, default=ROOT / "data" / "cache" / "bench")
     args = ap.parse_args(argv)
@@ -218,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"skipped: corpus folder(s) not found: {', '.join(missing)} (pass --corpus DIR)")
         return 0
+    from bench.calibration_report import choose, markdown
     from bench.results import write_reports
     from ser.config import load_params
     from ser.overrides import override
@@ -227,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     res = run(args, params)
     res["summary"] = summary(res["rows"])
     res["choice"] = choose(res["summary"])
+    res["runs"] = args.runs
+    res["one_sided_share"] = params.calibrate.one_sided_share
     res["command"] = " ".join(["python -m bench.calibration_bench", *(argv if argv is not None else sys.argv[1:])])
     res["wall_seconds"] = time.perf_counter() - start
     write_reports(args.out, res, markdown(res))

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.linear_head import linear_run, probe_stats
 from bench.results import ROOT, spread
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -59,44 +60,6 @@ def restricted(probs: np.ndarray, y: np.ndarray, classes: list[str], keep: list[
     p = p / np.maximum(p.sum(1, keepdims=True), 1e-12)
     y_keep = np.searchsorted(cols, y[rows]) if cols == sorted(cols) else np.array([cols.index(v) for v in y[rows]])
     return score(y_keep, p.argmax(1), keep) | calibration(p, y_keep, keep)
-
-
-def linear_fit(
-    stats: np.ndarray, y: np.ndarray, role: np.ndarray, original: np.ndarray, source: np.ndarray, params, n_classes: int
-):
-    """The statistics head alone, fitted on the `train` rows (copies included) with `train.balance`, C chosen on the
-    `val` originals: (mean, scale, kernel, bias) of `softmax(((stats - mean) / scale) @ kernel + bias)`, and the
-    fit's report."""
-    from ser.training.fit_loop import balance_weights
-    from ser.training.stats_head import class_weights, fit_linear
-
-    train = (y >= 0) & (role == "train")
-    val = (y >= 0) & (role == "val") & original
-    weights = balance_weights(y[train], source[train], params.train.balance)
-    scaler, classifier, report = fit_linear(stats[train], y[train], stats[val], y[val], sample_weight=(weights, None))
-    kernel, bias = class_weights(classifier, n_classes)
-    head = (scaler.mean_.astype(np.float32), scaler.scale_.astype(np.float32), kernel, bias)
-    return head, report
-
-
-def linear_run(corpus, stats: np.ndarray, params, classes: list[str], roles: dict[str, str]) -> dict:
-    """`run_split` with the statistics head alone (`linear_fit`): probabilities for the originals of every scored
-    role."""
-    idx = corpus.index
-    role = idx["clip_id"].map(roles).fillna("unused").to_numpy().astype(str)
-    y = idx["emotion"].map({c: i for i, c in enumerate(classes)}).fillna(-1).to_numpy(np.int64)
-    original = (idx["copy"] == 0).to_numpy()
-    source = idx["corpus"].to_numpy().astype(str)
-    start = time.perf_counter()
-    (mean, scale, kernel, bias), report = linear_fit(stats, y, role, original, source, params, len(classes))
-    out: dict[str, Any] = {"train_seconds": time.perf_counter() - start, "stats_head": report}
-    for r in ("val", "select", "test"):
-        sel = (y >= 0) & (role == r) & original
-        if sel.any():
-            logits = ((stats[sel] - mean) / scale) @ kernel + bias
-            e = np.exp(logits - logits.max(1, keepdims=True))
-            out |= {f"{r}_probs": e / e.sum(1, keepdims=True), f"{r}_y": y[sel], f"{r}_corpus": source[sel]}
-    return out
 
 
 # The four classes most corpora label (IEMOCAP's usual set, and what a 4-class corpus is scored on): the matrix's
@@ -147,18 +110,6 @@ def summarise_cells(runs: list[dict]) -> dict:
     return out
 
 
-def probe_stats(feats: np.ndarray, kind: str) -> np.ndarray:
-    """The linear head's inputs: each clip's per-channel mean and std (`plain`, the pipeline's head); `std` alone
-    (the states' per-utterance mean removed first, as cepstral mean normalisation removes a channel); or mean and
-    std of the frames normalised over their channels (`frame`, what `features.frame_norm` does)."""
-    from ser.features import frame_normalise
-    from ser.training.stats_head import clip_stats
-
-    if kind == "std":
-        return clip_stats(feats)[:, feats.shape[-1] :]
-    return clip_stats(frame_normalise(feats) if kind == "frame" else feats)
-
-
 def run_matrix(args: argparse.Namespace, params) -> dict:
     """Every training set x fold x seed; the record `crosscorpus_report` renders."""
     from bench.protocols import fold_speakers, prepare, run_split
@@ -205,13 +156,14 @@ def run_matrix(args: argparse.Namespace, params) -> dict:
                     run = linear_run(corpus, stats, seeded, classes, roles)
                 else:
                     run = run_split(corpus, seeded, classes, roles)
+                    run |= calibration_inputs(corpus, roles, classes, run["model"])
                 runs.append(
                     {
                         "fold": f,
                         "seed": seeded.train.seed,
                         "cells": cells(run, classes, corpus_classes, shared),
                         "train_seconds": run["train_seconds"],
-                        **{k: run[k] for k in ("test_probs", "test_y", "test_corpus") if k in run},
+                        **{k: run[k] for k in KEPT if k in run},
                     }
                 )
                 # Each fold kept as it ends: a pipeline fold is a quarter of an hour on 2 cores, and a run stopped
@@ -227,6 +179,26 @@ def run_matrix(args: argparse.Namespace, params) -> dict:
         }
         res["trainings"][key]["_probs"] = runs
     return res
+
+
+# What a fold's record keeps beyond its cells: the scored rows' probabilities, labels, corpora and places in the
+# corpus, and the statistics head, from which `bench.calibration_bench --runs` scores the model calibrated.
+KEPT = tuple(f"{r}_{k}" for r in ("test", "select") for k in ("probs", "y", "corpus", "rows")) + ("head_arrays",)
+
+
+def calibration_inputs(corpus, roles: dict[str, str], classes: list[str], model) -> dict:
+    """The scored rows' places in the corpus (in `run_split`'s order) and the model's statistics head as arrays
+    (`ser.serving.profiles.StatsHead`; none without one)."""
+    from ser.serving.profiles import CalibrationError, StatsHead
+
+    try:
+        head = StatsHead.of(model)
+    except CalibrationError:
+        head = None
+    idx = corpus.index
+    role = idx["clip_id"].map(roles).fillna("unused").to_numpy().astype(str)
+    scored = idx["emotion"].isin(classes).to_numpy() & (idx["copy"] == 0).to_numpy()
+    return {f"{r}_rows": np.flatnonzero(scored & (role == r)) for r in ("test", "select")} | {"head_arrays": head}
 
 
 def corpus_arg(text: str) -> Path | dict:

@@ -185,6 +185,18 @@ class EnrolmentParams(_Strict):
     draws: int = Field(5, ge=1)  # evaluate: random reference draws per test speaker, scores averaged
 
 
+class CalibrateParams(_Strict):
+    """Domain calibration (ser.serving.profiles): the statistics head re-standardised on a deployment's clips."""
+
+    shrink: float = Field(10.0, ge=0)  # N clips move the mean N / (N + shrink) of the way from the training's
+    scale: bool = False  # also re-estimate the scale (shrunk by N / (N + 3 shrink))
+    head_share: float | None = Field(None, ge=0, le=1)  # the calibrated head's share of the answer; None: its own
+    min_clips: int = Field(10, ge=2)  # fewest decodable, non-silent clips a profile is estimated from
+    min_speakers: int = Field(2, ge=1)  # fewest speakers, where the folder's layout names them
+    max_clips: int = Field(500, ge=2)  # clips drawn at random (seeded) from a larger folder
+    one_sided_share: float = Field(0.5, gt=0, le=1)  # a class holding more of the calibrated answers: reported
+
+
 class ValidateParams(_Strict):
     """The data contract's bounds (see ser.data.contract)."""
 
@@ -222,6 +234,7 @@ class ServeParams(_Strict):
     max_batch_files: int = Field(64, ge=1)  # files one /predict_batch request may hold
     max_samples_per_file: int = Field(5_760_000, ge=1)  # decoding cost, s x rate x channels: 60 s of 48 kHz stereo
     max_samples_per_request: int = Field(23_040_000, ge=1)
+    classes: list[str] = []  # the classes answered when a request names none (a deployment's subset); [] = all
 
 
 class Params(_Strict):
@@ -237,6 +250,7 @@ class Params(_Strict):
     train: TrainParams = Field(default_factory=TrainParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     enrolment: EnrolmentParams = Field(default_factory=EnrolmentParams)
+    calibrate: CalibrateParams = Field(default_factory=CalibrateParams)
     # `validate` would shadow pydantic's BaseModel.validate; read it as `params.contract`.
     contract: ValidateParams = Field(default_factory=ValidateParams, alias="validate")
     flow: FlowParams = Field(default_factory=FlowParams)

@@ -28,6 +28,7 @@ ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to read."
 GATE_ERRORS = [("ser.training.evaluate", "GateError"), ("ser.serving.package", "PackageError")]
 INPUT_ERRORS = [
     ("ser.audio", "AudioError"),
+    ("ser.serving.profiles", "CalibrationError"),
     ("ser.config", "ParamsError"),
     ("ser.data.contract", "ContractError"),
     ("ser.data.download", "DownloadError"),

@@ -118,6 +118,16 @@ def evaluate(
             "--map", metavar="OWN=OURS", help="Cross-corpus: the corpus's label OWN is our OURS (empty: left out)."
         ),
     ] = None,
+    calibrate: Annotated[
+        int,
+        typer.Option(help="Cross-corpus: first calibrate on N random clips of the corpus (labels unused); 0 = off."),
+    ] = 0,
+    calibrate_seed: Annotated[int, typer.Option(help="Cross-corpus: the draw of --calibrate's clips.")] = 0,
+    classes: Annotated[
+        str | None,
+        typer.Option(help="Cross-corpus: `own` (the corpus's classes) or a comma-separated subset to answer."),
+    ] = None,
+    profile: Annotated[str | None, typer.Option(help="Cross-corpus: a saved calibration profile to apply.")] = None,
 ) -> None:
     """Score the model on the test split and apply the quality gates, or (--corpus/--labels) on another corpus."""
     from ser.config import load_params
@@ -128,9 +138,25 @@ def evaluate(
         from ser.serving.crosscorpus import evaluate_corpus
 
         assert labels is not None  # --corpus and --labels go together (checked above)
-        hop = load_params(params).serve.window_hop_s
-        mapping = parse_map(map_ or [])
-        m = evaluate_corpus(model_dir, corpus, labels, metrics, predictions, confusion_png, hop_s=hop, emotions=mapping)
+        loaded = load_params(params)
+        c = loaded.calibrate
+        m = evaluate_corpus(
+            model_dir,
+            corpus,
+            labels,
+            metrics,
+            predictions,
+            confusion_png,
+            hop_s=loaded.serve.window_hop_s,
+            emotions=parse_map(map_ or []),
+            calibrate=calibrate,
+            calibrate_seed=calibrate_seed,
+            shrink=c.shrink,
+            scale=c.scale,
+            head_share=c.head_share,
+            classes=classes,
+            profile=profile,
+        )
         print_metrics(m, f"{corpus} ({len(m['classes_in_corpus'])} classes)")
         return
     from ser.training.evaluate import evaluate as run

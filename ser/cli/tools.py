@@ -37,6 +37,12 @@ def predict(
         bool,
         typer.Option(help="The files are one speaker's (4 or more): score them together in enrolment mode."),
     ] = False,
+    profile: Annotated[
+        str | None, typer.Option(help="A calibration profile of the model (`ser calibrate`) to apply.")
+    ] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="Answer only these classes (comma-separated), renormalised.")
+    ] = None,
 ) -> None:
     """Predict the emotion of audio files: top emotion, probabilities, per-window timeline for long files.
 
@@ -47,15 +53,58 @@ def predict(
     from ser.serving.predict import failed, predict_local, predict_remote, render
 
     if url:
-        results = predict_remote(files, url, speaker=speaker)
+        results = predict_remote(files, url, speaker=speaker, profile=profile, classes=classes)
     else:
-        results = predict_local(files, model_dir, hop, engine, speaker=speaker)
+        results = predict_local(files, model_dir, hop, engine, speaker=speaker, profile=profile, classes=classes)
     if as_json:
         typer.echo(json.dumps(results, indent=2))
     else:
         render(results)
     if failed(results):  # every good file's answer is printed first; the bad ones make the exit code
         raise typer.Exit(2)
+
+
+@app.command()
+@stage
+def calibrate(
+    folder: Annotated[Path, typer.Argument(help="A folder of the deployment's recordings (labels never read).")],
+    name: Annotated[str, typer.Option(help="The profile's name (letters, digits, _ . -).")],
+    model_dir: Annotated[Path, typer.Option(help="Model folder; the profile goes to its profiles/.")] = Path("models"),
+    params: Annotated[Path, typer.Option(help="params.yaml (its calibrate and validate sections).")] = Path(
+        "params.yaml"
+    ),
+    clips: Annotated[int | None, typer.Option(help="Calibrate on this many clips drawn at random.")] = None,
+    seed: Annotated[int, typer.Option(help="The draw of --clips.")] = 0,
+    classes: Annotated[
+        str | None, typer.Option(help="The profile's default classes to answer (comma-separated).")
+    ] = None,
+) -> None:
+    """Estimate a domain-calibration profile from unlabelled recordings; use it with --profile / ?profile=."""
+    from ser.config import load_params
+    from ser.serving.calibrate import calibrate as run
+
+    loaded = load_params(params)
+    wanted = classes.split(",") if classes else None
+    path, profile = run(
+        model_dir,
+        folder,
+        name,
+        loaded.calibrate,
+        min_rms_dbfs=loaded.contract.min_rms_dbfs,
+        clips=clips,
+        seed=seed,
+        classes=wanted,
+        hop_s=loaded.serve.window_hop_s,
+    )
+    info = profile.info
+    typer.echo(
+        f"profile {name!r}: {info['clips']} clips ({info['speakers'] or 'unknown'} speakers), mean moved "
+        f"{info['weight']:.0%} of the way to theirs; saved to {path}"
+    )
+    for kind in ("plain", "calibrated"):
+        typer.echo(f"  {kind} answers on them: {info['answers'][kind]}")
+    for warning in info["warnings"]:
+        typer.echo(f"  warning: {warning}")
 
 
 @app.command()

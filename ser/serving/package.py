@@ -3,7 +3,8 @@
 Only a model that passed the quality gates (`reports/metrics.json`, and the
 Prefect champion/challenger verdict `reports/gate.json` when that file exists)
 is saved, as `ser_emotion:<version>`, holding `model.keras`, `preprocess.json`
-and, when the train stage fitted one, the speaker-enrolment head `enrolment.npz`.
+and, when the train stage fitted one, the speaker-enrolment head `enrolment.npz`, and the
+domain-calibration profiles estimated for this model (`profiles/*.npz`, `ser calibrate`).
 Its metadata carries everything the service needs without the repository
 (classes, feature parameters, normalisation statistics, the `serve` limits) plus
 the provenance: metrics, the whole params.yaml, the DVC hashes of the data and
@@ -27,6 +28,7 @@ from ser.data.licences import licence_label, licence_terms
 from ser.features import feature_kind
 from ser.io import read_json, write_json
 from ser.serving.card import corpora_of, write_model_card
+from ser.serving.profiles import load_profiles
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +174,8 @@ def package(
     with bentoml.models.create(name=name, metadata=metadata, labels=labels) as model:
         for file in (*MODEL_FILES, *(f for f in OPTIONAL_FILES if (model_dir / f).is_file())):
             shutil.copy2(model_dir / file, model.path_of(file))
+        for profile in load_profiles(model_dir).values():  # this model's calibrations (`ser calibrate`)
+            profile.save(Path(model.path))
         features = FeatureParams(**preprocess["features"])
         feature_kind(features.kind).package_files(Path(model.path), features)  # e.g. a frozen encoder
         write_model_card(Path(model.path_of("model_card.md")), *card, model.tag.version, commit)

@@ -12,6 +12,7 @@ prediction per window (a timeline) plus their mean.
     ser predict clip.wav long.flac                      # models/ (the train stage output)
     ser predict clip.wav --url http://127.0.0.1:3000    # a running `ser serve`
     ser predict --speaker a.wav b.wav c.wav d.wav      # one speaker's clips, in enrolment mode
+    ser predict clip.wav --profile studio-b --classes neutral,happy,sad,angry   # calibrated, 4 classes
 """
 
 from __future__ import annotations
@@ -50,22 +51,38 @@ def failed(results: list[dict]) -> list[dict]:
 
 
 def predict_local(
-    paths: list[Path], model_dir: Path, hop_s: float = 1.75, engine: str = "auto", speaker: bool = False
+    paths: list[Path],
+    model_dir: Path,
+    hop_s: float = 1.75,
+    engine: str = "auto",
+    speaker: bool = False,
+    profile: str | None = None,
+    classes: str | None = None,
 ) -> list[dict]:
     """Score files with the model in `model_dir` (model.keras + preprocess.json); bad files get `error`.
 
     `engine`: see `load_predictor`. `speaker`: the files are one speaker's, scored in enrolment mode as the
-    service's `/predict_speaker` scores them (the readable files are the reference).
+    service's `/predict_speaker` scores them (the readable files are the reference). `profile`: a calibration
+    profile of this model (`ser calibrate`); `classes`: the classes to answer (comma-separated), renormalised.
 
     Raises:
-        PredictError: no model in `model_dir`; with `speaker`, no enrolment head or too few readable files.
+        PredictError: no model in `model_dir`; with `speaker`, no enrolment head or too few readable files, or a
+            profile too.
+        CalibrationError: an unknown profile or class.
     """
     from ser.io import read_json
+    from ser.serving.profiles import class_subset, load_profiles, pick_profile
     from ser.serving.uploads import Limits, UploadError, decode_upload
+    from ser.training.stats_head import clip_stats
 
     if not (model_dir / "model.keras").is_file():
         raise PredictError(f"{model_dir}: no model.keras; run `dvc repro train` or pass --model-dir")
-    rate = int(read_json(model_dir / "preprocess.json")["features"]["sample_rate"])
+    preprocess = read_json(model_dir / "preprocess.json")
+    rate = int(preprocess["features"]["sample_rate"])
+    if speaker and profile:
+        raise PredictError("--speaker measures each clip against the speaker's own clips; drop --profile")
+    used = pick_profile(load_profiles(model_dir), profile)
+    keep = class_subset(preprocess["classes"], classes or (used.classes if used else None))
     limits = Limits.from_serve(LOCAL_LIMITS)
     clips: dict[int, Clip] = {}
     results: list[dict] = [{"file": str(p)} for p in paths]
@@ -81,10 +98,11 @@ def predict_local(
     featurized = {i: predictor.featurize(clip.wave) for i, clip in clips.items()}
     if head is None:
         probs = {i: predictor.infer(feats) for i, (feats, _) in featurized.items()}
+        stats = {i: clip_stats(feats) for i, (feats, _) in featurized.items()} if used else {}
     else:
         from ser.training.enrolment import speaker_probs
-        from ser.training.stats_head import clip_stats
 
+        stats = {}
         joined = np.concatenate([feats for feats, _ in featurized.values()])
         fused = speaker_probs(
             head, predictor.infer(joined), clip_stats(joined), [len(f) for f, _ in featurized.values()]
@@ -94,7 +112,8 @@ def predict_local(
         wave = clip.wave
         duration = wave.shape[0] / predictor.params.sample_rate
         notes = [*clip.notes, *predictor.window_notes(wave)]
-        summary = predictor.summarise(probs[i], featurized[i][1], duration)
+        answered, names = predictor.answer(probs[i], stats.get(i), used, keep)
+        summary = predictor.summarise(answered, featurized[i][1], duration, names)
         results[i].update(duration_s=round(duration, 3), **summary, notes=notes)
     return results
 
@@ -149,20 +168,31 @@ def load_predictor(model_dir: Path, hop_s: float, engine: str = "auto"):
     return quick
 
 
-def predict_remote(paths: list[Path], url: str, timeout: float = 60.0, speaker: bool = False) -> list[dict]:
+def predict_remote(
+    paths: list[Path],
+    url: str,
+    timeout: float = 60.0,
+    speaker: bool = False,
+    profile: str | None = None,
+    classes: str | None = None,
+) -> list[dict]:
     """Score files by uploading each to `<url>/predict` of a running EmotionService; bad files get `error`.
 
     `speaker`: all files in one request to `/predict_speaker` (enrolment mode); a refusal is every file's error.
+    `profile`, `classes`: the service's `?profile=` and `?classes=`.
     """
     import requests
 
+    query = {k: v for k, v in (("profile", profile), ("classes", classes)) if v}
     if speaker:
-        return predict_speaker_remote(paths, url, timeout)
+        return predict_speaker_remote(paths, url, timeout, query)
     results = []
     for path in paths:
         try:
             with path.open("rb") as f:
-                reply = requests.post(f"{url.rstrip('/')}/predict", files={"audio": (path.name, f)}, timeout=timeout)
+                reply = requests.post(
+                    f"{url.rstrip('/')}/predict", files={"audio": (path.name, f)}, params=query, timeout=timeout
+                )
         except requests.ConnectionError as err:  # the service is not there: no file can be scored
             raise PredictError(f"cannot reach the service at {url}: {err.__class__.__name__}") from None
         except (OSError, requests.RequestException) as err:  # unreadable file, timeout
@@ -186,13 +216,13 @@ def _reply(reply, expect: str | None = None) -> tuple[dict, dict | None]:
     return {}, {"error": f"the service answered {reply.status_code}: {message}", "code": code}
 
 
-def predict_speaker_remote(paths: list[Path], url: str, timeout: float = 60.0) -> list[dict]:
+def predict_speaker_remote(paths: list[Path], url: str, timeout: float = 60.0, query: dict | None = None) -> list[dict]:
     """`predict_remote` in enrolment mode: one `/predict_speaker` request holding every file."""
     import requests
 
     try:
         files = [("audios", (p.name, p.read_bytes())) for p in paths]
-        reply = requests.post(f"{url.rstrip('/')}/predict_speaker", files=files, timeout=timeout)
+        reply = requests.post(f"{url.rstrip('/')}/predict_speaker", files=files, params=query, timeout=timeout)
     except requests.ConnectionError as err:
         raise PredictError(f"cannot reach the service at {url}: {err.__class__.__name__}") from None
     except (OSError, requests.RequestException) as err:

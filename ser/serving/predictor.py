@@ -12,7 +12,7 @@ up to `offset + duration` long gets the training window; longer clips get a
 window every `window_hop_s` and an aggregate (mean of the window probabilities). A clip no
 longer than the window is scored whole (offset 0); one a little longer gets the training
 window, and `window_notes` says which lead-in was left out. A feature kind that is heavy and cheaper in
-batches (`batch_across_requests`: the Whisper encoder) is extracted in `run_many`, over every queued
+batches (`batch_across_requests`: the Whisper encoder) is extracted in `run_scored`, over every queued
 request's windows at once; a light one (log-mel) in `prepare`, in each request's own thread. A model
 packaged with a speaker-enrolment head (`enrolment.npz`) also scores one speaker's clips together
 (`run_speaker`, the service's `/predict_speaker`).
@@ -33,6 +33,7 @@ from ser.audio import fixed_window, sliding_windows, window_start
 from ser.config import FeatureParams
 from ser.features import extract, feature_kind
 from ser.io import read_json
+from ser.serving.profiles import Profile, load_profiles, restrict
 from ser.training.enrolment import FILE as ENROLMENT_FILE
 from ser.training.enrolment import EnrolmentHead, speaker_probs
 from ser.training.stats_head import clip_stats
@@ -106,23 +107,38 @@ class ClipWindows:
             f"the first {start:g} s is not scored: the model's {p.duration:g} s window starts there, as in training"
         ]
 
-    def summarise(self, probs: np.ndarray, starts: list[float], duration_s: float | None = None) -> dict:
-        """Label, probabilities, per-window predictions and the aggregate as plain Python."""
+    def summarise(
+        self, probs: np.ndarray, starts: list[float], duration_s: float | None = None, classes: list[str] | None = None
+    ) -> dict:
+        """Label, probabilities, per-window predictions and the aggregate as plain Python; `classes` names the
+        columns of `probs` when they are a subset of the model's (`ser.serving.profiles.restrict`)."""
+        classes = self.classes if classes is None else classes
         mean = probs.mean(axis=0)
         end_cap = duration_s if duration_s is not None else float("inf")
         windows = [
             {
                 "start_s": round(s, 3),
                 "end_s": round(min(s + self.params.duration, max(end_cap, s)), 3),
-                "label": self.classes[int(p.argmax())],
-                "probabilities": self._named(p),
+                "label": classes[int(p.argmax())],
+                "probabilities": named(classes, p),
             }
             for s, p in zip(starts, probs, strict=True)
         ]
-        return {"label": self.classes[int(mean.argmax())], "probabilities": self._named(mean), "windows": windows}
+        return {"label": classes[int(mean.argmax())], "probabilities": named(classes, mean), "windows": windows}
 
-    def _named(self, probs: np.ndarray) -> dict[str, float]:
-        return {c: round(float(v), 6) for c, v in zip(self.classes, probs, strict=True)}
+    def answer(
+        self, probs: np.ndarray, stats: np.ndarray | None, profile: Profile | None, keep: list[int] | None
+    ) -> tuple[np.ndarray, list[str]]:
+        """Window probabilities as a request asked for them: re-standardised by a calibration `profile` (on the
+        windows' clip `stats`), then restricted to the `keep` classes (renormalised); with the classes answered."""
+        if profile is not None:
+            probs = profile.apply(probs, stats=stats)
+        classes = self.classes if keep is None else [self.classes[i] for i in keep]
+        return restrict(probs, keep), classes
+
+
+def named(classes: list[str], probs: np.ndarray) -> dict[str, float]:
+    return {c: round(float(v), 6) for c, v in zip(classes, probs, strict=True)}
 
 
 class Predictor(ClipWindows):
@@ -164,6 +180,7 @@ class Predictor(ClipWindows):
             self.buckets.append(max_batch)
         enrolment = Path(model_dir) / ENROLMENT_FILE
         self.enrolment = EnrolmentHead.load(enrolment) if enrolment.is_file() else None  # /predict_speaker's head
+        self.profiles = load_profiles(Path(model_dir))  # domain calibrations (`ser calibrate`), by name
         self.kind = kind = feature_kind(self.params.kind)
         kind.use_packaged(Path(model_dir))  # e.g. the frozen encoder's weights: the packaged model's own copy
         if not warm:
@@ -181,15 +198,18 @@ class Predictor(ClipWindows):
         return extract(batch, self.params), starts
 
     def prepare(self, wave: np.ndarray) -> tuple[np.ndarray, list[float]]:
-        """What `run_many` takes for one clip, and the window starts: the windows themselves when the feature
+        """What `run_scored` takes for one clip, and the window starts: the windows themselves when the feature
         kind batches its extraction across requests (the Whisper encoder), else their features (log-mel)."""
         if self.kind.batch_across_requests:
             return self.windows(wave)
         return self.featurize(wave)
 
-    def run_many(self, prepared: list[np.ndarray]) -> list[np.ndarray]:
-        """Probabilities of several clips' `prepare` outputs in one pass: one extraction, one graph call."""
-        return split_rows(self.infer(self.joined_features(prepared)), prepared)
+    def run_scored(self, prepared: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Probabilities of several clips' `prepare` outputs in one pass (one extraction, one graph call), each with
+        its windows' clip statistics (what a calibration profile re-standardises; a few ms a batch)."""
+        joined = self.joined_features(prepared)
+        probs, stats = self.infer(joined), clip_stats(joined)
+        return list(zip(split_rows(probs, prepared), split_rows(stats, prepared), strict=True))
 
     def joined_features(self, prepared: list[np.ndarray]) -> np.ndarray:
         """Several clips' `prepare` outputs as one feature batch (extracted here when the kind batches them)."""

@@ -3,7 +3,8 @@
 Endpoints (HTTP POST, multipart upload of field `audio` / `audios`):
 
 * `/predict` — one clip (wav, flac, ogg, mp3): label, per-class probabilities,
-  model version; per-window predictions for clips longer than the model window.
+  model version; per-window predictions for clips longer than the model window. `?profile=NAME`: a calibration
+  profile packaged with the model (`ser.serving.profiles`); `?classes=a,b`: answer only those (docs/serving.md).
 * `/predict_batch` — many clips in one request, one model call.
 * `/predict_speaker` — several clips (at least the model's `enrolment.clips`) of one speaker, scored in
   enrolment mode: each clip measured against the speaker's mean (`ser.training.enrolment`); per-clip answers
@@ -48,8 +49,10 @@ from ser.serving.gate import UploadGate, input_shape, serve_config
 from ser.serving.malloc import limit_arenas, start_trimming
 from ser.serving.memtrace import start_from_env as trace_memory
 from ser.serving.predictor import Predictor
+from ser.serving.profiles import CalibrationError, Profile, class_subset, pick_profile
 from ser.serving.timeouts import cancel_request_timers
 from ser.serving.uploads import Clip, Limits, SampleBudget, UploadError, decode_upload, header_cost, probe
+from ser.training.stats_head import clip_stats
 
 cancel_request_timers()  # BentoML's per-request timeout timers held each request's objects for 60 s
 MODEL_TAG = os.environ.get("SER_MODEL_TAG", "ser_emotion:latest")
@@ -126,7 +129,8 @@ class EmotionService:
         self.predictor = Predictor(
             Path(stored.path), hop_s=float(serve["window_hop_s"]), max_batch=int(serve["max_batch_size"])
         )
-        self.batcher = MicroBatcher(self.predictor.run_many, self.predictor.buckets[-1])
+        self.batcher = MicroBatcher(self.predictor.run_scored, self.predictor.buckets[-1])
+        self.default_classes = list(serve.get("classes") or [])  # the package's subset (serve.classes)
         start_trimming()  # glibc's free pages back to the system every 5 s (ser.serving.malloc)
 
     def _prepare(
@@ -139,10 +143,37 @@ class EmotionService:
         clip.notes.extend(self.predictor.window_notes(clip.wave))
         return features, starts, clip
 
-    def _answer(self, probs: np.ndarray, starts: list[float], clip: Clip) -> Prediction:
+    def _asked(self, ctx: bentoml.Context | None, profiles: bool = True) -> tuple[Profile | None, list[int] | None]:
+        """The request's `?profile=` and `?classes=` (default: the profile's subset, then the package's), checked
+        before any decoding: an unknown profile (404) or class (400), or a profile where `profiles` is False (400)."""
+        request = getattr(ctx, "request", None)
+        query = request.query_params if request is not None else {}
+        try:
+            profile = pick_profile(self.predictor.profiles, query.get("profile"))
+            if profile is not None and not profiles:
+                raise ClientError(
+                    "bad_query",
+                    "profile: /predict_speaker measures each clip against the speaker's own clips; calibration "
+                    "profiles apply to /predict and /predict_batch",
+                )
+            wanted = query.get("classes") or (profile.classes if profile else None) or self.default_classes
+            return profile, class_subset(self.predictor.classes, wanted)
+        except CalibrationError as err:
+            code = "unknown_profile" if str(err).startswith("unknown profile") else "unknown_class"
+            raise ClientError(code, str(err)) from None
+
+    def _answer(
+        self,
+        probs: np.ndarray,
+        starts: list[float],
+        clip: Clip,
+        stats: np.ndarray | None = None,
+        asked: tuple[Profile | None, list[int] | None] = (None, None),
+    ) -> Prediction:
+        probs, classes = self.predictor.answer(probs, stats, *asked)
         if not np.isfinite(probs).all():  # never a null in an answer: refuse instead
             raise ClientError("unscorable", "the model gave no finite scores for this audio; send a speech clip")
-        summary = self.predictor.summarise(probs, starts, clip.duration_s)
+        summary = self.predictor.summarise(probs, starts, clip.duration_s, classes)
         return Prediction(
             **summary,
             model_version=self.version,
@@ -152,19 +183,21 @@ class EmotionService:
         )
 
     @bentoml.api
-    async def predict(self, audio: Path) -> Prediction:
-        """Predict the emotion of one uploaded clip (per window over time for long clips)."""
+    async def predict(self, audio: Path, ctx: bentoml.Context = None) -> Prediction:  # type: ignore[assignment]
+        """Predict the emotion of one uploaded clip (per window over time for long clips); `?profile=` a calibration
+        profile, `?classes=` the classes to answer."""
+        asked = self._asked(ctx)
         try:
             features, starts, clip = await anyio.to_thread.run_sync(self._prepare, audio)
         except UploadError as err:
             raise _refuse(err) from None
         if BATCHING == "off":
-            probs = (await anyio.to_thread.run_sync(self.predictor.run_many, [features]))[0]
+            probs, stats = (await anyio.to_thread.run_sync(self.predictor.run_scored, [features]))[0]
         elif BATCHING == "bentoml" and hasattr(self, "to_async"):  # served: through BentoML's dispatcher
-            probs = np.asarray(await self.to_async.infer(features))
+            probs, stats = np.asarray(await self.to_async.infer(features)), clip_stats(features)
         else:
-            probs = await self.batcher.submit(features, size=len(features))
-        return self._answer(probs, starts, clip)
+            probs, stats = await self.batcher.submit(features, size=len(features))
+        return self._answer(probs, starts, clip, stats, asked)
 
     async def _prepare_all(self, audios: list[Path], ctx: bentoml.Context | None) -> list[tuple]:
         """`_prepare` of every file of a many-file request; any bad file refuses the request, naming it.
@@ -191,17 +224,21 @@ class EmotionService:
 
     @bentoml.api
     async def predict_batch(self, audios: list[Path], ctx: bentoml.Context = None) -> list[Prediction]:  # type: ignore[assignment]
-        """Predict many clips in one request; any bad file refuses the request, naming it."""
+        """Predict many clips in one request; any bad file refuses the request, naming it. `?profile=`, `?classes=`
+        as for /predict."""
+        asked = self._asked(ctx)
         if not audios:
             raise ClientError("empty_upload", "no files in `audios`: expected one or more audio files")
         prepared = await self._prepare_all(audios, ctx)
-        probs = await anyio.to_thread.run_sync(self.predictor.run_many, [p[0] for p in prepared])
-        return [self._answer(pr, p[1], p[2]) for pr, p in zip(probs, prepared, strict=True)]
+        scored = await anyio.to_thread.run_sync(self.predictor.run_scored, [p[0] for p in prepared])
+        return [self._answer(pr, p[1], p[2], st, asked) for (pr, st), p in zip(scored, prepared, strict=True)]
 
     @bentoml.api
     async def predict_speaker(self, audios: list[Path], ctx: bentoml.Context = None) -> SpeakerPrediction:  # type: ignore[assignment]
         """Enrolment mode: several clips of one speaker scored together, each clip's statistics shifted by
-        the speaker's mean over these clips (`ser.training.enrolment`); at least the model's minimum of clips."""
+        the speaker's mean over these clips (`ser.training.enrolment`); at least the model's minimum of clips.
+        `?classes=` as for /predict; no profile (the speaker's own clips are the reference)."""
+        asked = self._asked(ctx, profiles=False)
         head = self.predictor.enrolment
         if head is None:
             raise ClientError(
@@ -217,11 +254,12 @@ class EmotionService:
             )
         prepared = await self._prepare_all(audios, ctx)
         probs = await anyio.to_thread.run_sync(self.predictor.run_speaker, [p[0] for p in prepared])
-        clips = [self._answer(pr, p[1], p[2]) for pr, p in zip(probs, prepared, strict=True)]
-        mean = np.mean([[c.probabilities[k] for k in self.predictor.classes] for c in clips], axis=0)
+        clips = [self._answer(pr, p[1], p[2], None, asked) for pr, p in zip(probs, prepared, strict=True)]
+        classes = list(clips[0].probabilities)
+        mean = np.mean([[c.probabilities[k] for k in classes] for c in clips], axis=0)
         return SpeakerPrediction(
-            label=self.predictor.classes[int(mean.argmax())],
-            probabilities={k: round(float(v), 6) for k, v in zip(self.predictor.classes, mean, strict=True)},
+            label=classes[int(mean.argmax())],
+            probabilities={k: round(float(v), 6) for k, v in zip(classes, mean, strict=True)},
             model_version=self.version,
             reference_clips=len(clips),
             clips=clips,

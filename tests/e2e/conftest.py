@@ -1,6 +1,7 @@
 """The session's tiny-model service: one `bentoml serve` shared by the HTTP and hostile-input tests.
 
-The tiny untrained model (tests/support.py), with an enrolment head, is packaged into a temporary BENTOML_HOME and
+The tiny untrained model (tests/support.py), with an enrolment head, a statistics head and its calibration profile
+`studio`, is packaged into a temporary BENTOML_HOME and
 served on a free 127.0.0.1 port; after the session the server's log must hold no traceback
 (client errors are one line each, `ser.serving.errors`).
 """
@@ -21,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = str(Path(sys.executable).parent)
 PACKAGE = (
     "import sys; from pathlib import Path; from tests.support import package_tiny_model as p; "
-    "print(p(Path(sys.argv[1]), enrolment=True)['tag'])"
+    "print(p(Path(sys.argv[1]), enrolment=True, stats_head=True, profile='studio')['tag'])"
 )
 
 

@@ -52,6 +52,43 @@ def test_predict_speaker_endpoint(server: str) -> None:
     assert few.status_code == 400 and few.json()["code"] == "too_few_clips", few.text[:400]
 
 
+def test_a_profile_and_a_class_subset_round_trip_through_package_and_service(
+    server: str, home: tuple[Path, str], tmp_path: Path
+) -> None:
+    """`?profile=` (packaged with the model by `package`) and `?classes=` answer as `ser predict` does locally with
+    the model folder's profile; an unknown profile or class is a 4xx in the one shape."""
+    from ser.serving.predict import predict_local
+
+    (tmp_path / "clip.wav").write_bytes(wav_bytes(1.0))
+    local = predict_local([tmp_path / "clip.wav"], home[0].parent / "models", engine="tensorflow", profile="studio")
+    asked = {"profile": "studio", "classes": "sad,neutral"}
+    files = {"audio": ("clip.wav", wav_bytes(1.0), "audio/wav")}
+    plain = requests.post(f"{server}/predict", files=files, timeout=60).json()
+    calibrated = requests.post(f"{server}/predict", files=files, params={"profile": "studio"}, timeout=60).json()
+    assert calibrated["probabilities"] == pytest.approx(local[0]["probabilities"], abs=1e-4)
+    assert calibrated["probabilities"] != pytest.approx(plain["probabilities"], abs=1e-2)
+    subset = requests.post(f"{server}/predict", files=files, params=asked, timeout=60).json()
+    p = [calibrated["probabilities"][c] for c in ("neutral", "sad")]
+    assert subset["probabilities"] == pytest.approx({"neutral": p[0] / sum(p), "sad": p[1] / sum(p)}, abs=1e-4)
+    batch = [("audios", (f"c{i}.wav", wav_bytes(1.0), "audio/wav")) for i in range(2)]
+    both = requests.post(f"{server}/predict_batch", files=batch, params=asked, timeout=60).json()
+    assert [b["probabilities"] for b in both] == [pytest.approx(subset["probabilities"], abs=1e-4)] * 2
+    refusals = {
+        ("predict", "profile", "nope"): (
+            404,
+            "unknown_profile",
+            "unknown profile 'nope'; this model's profiles: studio",
+        ),
+        ("predict_batch", "classes", "happy,bored"): (400, "unknown_class", "unknown class(es) ['bored']"),
+        ("predict_speaker", "profile", "studio"): (400, "bad_query", "profile: /predict_speaker measures"),
+    }
+    for (endpoint, key, value), (status, code, message) in refusals.items():
+        form = files if endpoint == "predict" else [("audios", ("c.wav", wav_bytes(1.0), "audio/wav"))] * 4
+        resp = requests.post(f"{server}/{endpoint}", files=form, params={key: value}, timeout=60)
+        assert resp.status_code == status and set(resp.json()) == {"error", "code"}, resp.text[:300]
+        assert resp.json()["code"] == code and resp.json()["error"].startswith(message), resp.text[:300]
+
+
 @pytest.mark.parametrize("case", list(bad_uploads()))
 def test_bad_input_gets_4xx_and_service_keeps_serving(server: str, case: str) -> None:
     make, status, message = bad_uploads()[case]

@@ -144,3 +144,24 @@ def test_real_ravdess_as_another_corpus(model_dir, ravdess_dir, tmp_path):
     metrics = json.loads((tmp_path / "m.json").read_text())
     known = sum(parse_name(f.name).emotion in CLASSES for f in files)
     assert metrics["n_test"] == known and not metrics["unreadable"]
+
+
+def test_calibrates_on_n_clips_of_the_corpus_and_scores_its_own_classes(corpus, tmp_path):
+    """`--calibrate N` (labels unused, seeded: the same draw gives the same answers) and `--classes own` (the answer
+    restricted to the corpus's known classes, renormalised)."""
+    root, tsv = corpus
+    model = make_tiny_model(tmp_path / "stats", stats_head=True)
+    outs = {}
+    calibrate = ["--calibrate", "3", "--calibrate-seed", "1"]
+    for run, extra in {"plain": [], "cal": calibrate, "again": calibrate}.items():
+        result = RUN.invoke(app, [*args(model, root, tsv, tmp_path / run), "--classes", "own", *extra])
+        assert result.exit_code == 0, result.output
+        outs[run] = json.loads((tmp_path / run / "m.json").read_text())
+    assert outs["plain"]["answered_classes"] == ["neutral", "happy"] and outs["plain"]["calibration"] is None
+    expected = {"clips": 3, "seed": 1, "shrink": 10.0, "scale": False, "head_share": None}
+    assert outs["cal"]["calibration"] == expected
+    assert set(outs["cal"]["predicted_share"]) == {"neutral", "happy"}
+    predictions = pd.read_csv(tmp_path / "cal" / "p.csv")
+    assert list(predictions.columns[3:]) == ["neutral", "happy"]
+    assert predictions[["neutral", "happy"]].sum(axis=1).to_numpy() == pytest.approx(1.0, abs=1e-5)
+    assert (tmp_path / "again" / "p.csv").read_text() == (tmp_path / "cal" / "p.csv").read_text()
