@@ -109,14 +109,15 @@ def make_tiny_model(
         ]
     )
     if stats_head:
-        from ser.training.stats_head import fit_stats_head
+        from ser.training.stats_head import clip_stats, fit_linear, linear_head
 
         rng = np.random.default_rng(seed)
         x = (mean + 10 * rng.standard_normal((48, *shape))).astype(np.float32)
         y = np.arange(48) % len(CLASSES)
         x[:, :, : len(CLASSES)] += 10 * np.eye(len(CLASSES), dtype=np.float32)[y][:, None, :]  # a head that listens
-        head = fit_stats_head(x, y, x[:16], y[:16], len(CLASSES), grid=(1.0,))[0]  # a C with weights of some size
-        model = average_models([model, head], name="cnn_lstm_stats")
+        stats = clip_stats(x)
+        scaler, classifier, _ = fit_linear(stats, y, stats[:16], y[:16], grid=(1.0,))  # a C with weights of some size
+        model = average_models([model, linear_head(shape, scaler, classifier, len(CLASSES))], name="cnn_lstm_stats")
     model_dir.mkdir(parents=True, exist_ok=True)
     model.save(model_dir / "model.keras")
     if enrolment:

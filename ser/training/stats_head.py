@@ -187,16 +187,15 @@ def fit_stats_head(
     n_classes: int,
     refit: tuple[np.ndarray, np.ndarray] | None = None,
     sample_weight: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
-    grid: tuple[float, ...] = C_GRID,
 ) -> tuple[keras.Model, dict]:
     """Fit the head on (clips, frames, channels) features; returns the Keras head and the fit's report.
 
     `refit`: (features, labels) added to the training rows once C is chosen; `sample_weight`: the training rows'
-    and the training plus refit rows' weights; `grid`: the C values tried (see `fit_linear`).
+    and the training plus refit rows' weights (see `fit_linear`).
     """
     more = None if refit is None else (clip_stats(refit[0]), refit[1])
     scaler, classifier, report = fit_linear(
-        clip_stats(x_train), y_train, clip_stats(x_val), y_val, grid=grid, refit=more, sample_weight=sample_weight
+        clip_stats(x_train), y_train, clip_stats(x_val), y_val, refit=more, sample_weight=sample_weight
     )
     log.info("stats head: C %g, validation UAR %.3f", report["C"], report["val_uar"])
     return linear_head(x_train.shape[1:], scaler, classifier, n_classes), report
