@@ -105,6 +105,8 @@ def calibrate(
         typer.echo(f"  {kind} answers on them: {info['answers'][kind]}")
     for warning in info["warnings"]:
         typer.echo(f"  warning: {warning}")
+    typer.echo(f"  use it: ser predict --profile {name}; `ser package` (or `dvc repro -f -s package`) carries it into")
+    typer.echo("  the BentoML model for `ser serve` (?profile=)")
 
 
 @app.command()
