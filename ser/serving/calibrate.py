@@ -153,8 +153,9 @@ def calibrate(
     if top_n / len(waves) > cfg.one_sided_share:
         warnings.append(
             f"one-sided: the calibrated model calls {top_n} of {len(waves)} clips {top!r} (more than "
-            f"{cfg.one_sided_share:.0%}, calibrate.one_sided_share); a set of mostly one emotion shifts the profile "
-            "toward it: calibrate on a mix of the deployment's everyday recordings"
+            f"{cfg.one_sided_share:.0%}, calibrate.one_sided_share): the set may hold mostly one emotion, which shifts "
+            "the profile toward it (calibrate on a mix of the deployment's everyday recordings), or the model may not "
+            "tell these recordings apart (check it with `ser evaluate --corpus` on some labelled ones)"
         )
     if speakers is None:
         warnings.append(

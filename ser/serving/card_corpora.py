@@ -210,6 +210,12 @@ def limitations(corpora: list[dict], params: dict) -> list[str]:
         f"**Cultural and language bias.** The training data covers {'; '.join(covered)}; emotional expression "
         "differs across cultures, languages, ages and speaking styles, and the model has seen little of that variation."
     )
+    items.append(
+        "**Recordings unlike the training corpora.** On a corpus none of its training corpora resembles, a model of "
+        "this kind scores far lower (about 50 % UAR in the project's RAVDESS / EmoDB cross-corpus matrix); a "
+        "calibration profile estimated from the deployment's own unlabelled recordings (`ser calibrate`) recovers "
+        "part of that (docs/benchmark.md, Domain calibration)."
+    )
     distinct = ((params.get("split") or {}).get("method") or "speaker") == "speaker"
     clips = [n for c in corpora if (n := total(c.get("clips"))) is not None]
     speakers = [n for c in corpora if (n := total(c.get("speakers"), distinct)) is not None]

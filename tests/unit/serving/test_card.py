@@ -124,7 +124,14 @@ def test_card_sections_licence_and_limitations():
         assert heading in text
     assert "CC BY-NC-SA 4.0" in text and "non-commercial" in text
     assert "24 professional actors (12 female, 12 male)" in text and "North-American English" in text
-    for phrase in ("Acted, not spontaneous", "Cultural and language bias", "high-stakes", "clinical", "consent"):
+    for phrase in (
+        "Acted, not spontaneous",
+        "Cultural and language bias",
+        "unlike the training corpora",
+        "high-stakes",
+        "clinical",
+        "consent",
+    ):
         assert phrase.lower() in text.lower(), phrase
     assert "synthetic" not in text.lower().split("## training data")[1].split("##")[0]
 
