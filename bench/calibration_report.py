@@ -98,7 +98,9 @@ def markdown(res: dict) -> list[str]:
         lines.append("")
     chosen = res["choice"]["chosen"]
     flagged = {
-        (n, skew): [v["one_sided"]["mean"] for k, v in table.items() if k.endswith(f"|{chosen}|{n}|{skew}")]
+        (n, skew): [
+            v["one_sided"]["mean"] for k, v in table.items() if k.endswith(f"|{chosen}|{n}|{skew}") and "one_sided" in v
+        ]
         for n in SIZES
         for skew in SKEWS
     }

@@ -56,6 +56,7 @@ def test_the_matrix_on_two_generated_corpora(two, tiny_corpus, tmp_path, head):
     corpora = ["--corpus", str(tiny_corpus), "--corpus", json.dumps(lab)]
     argv = [*corpora, "--params", str(two / "params.yaml"), "--folds", "2", "--head", head]
     argv += ["--out", str(out), "--cache", str(tmp_path / "cache"), "--set", "train.epochs=1"]
+    argv += ["--set", "model.stats_head=true"]  # what calibration re-standardises (checked below)
     assert crosscorpus_bench.main(argv) == 0
     res = json.loads((out / "results.json").read_text())
     assert set(res["trainings"]) == {"ravdess", "lab", "ravdess+lab"}
@@ -78,29 +79,27 @@ def test_the_matrix_on_two_generated_corpora(two, tiny_corpus, tmp_path, head):
     (out / "results.json").unlink()
     assert crosscorpus_bench.main(argv) == 0
     assert json.loads((out / "results.json").read_text())["trainings"] == res["trainings"]
+    if head == "pipeline":  # calibration on the statistics head's folds, and on the whole model's kept above
+        calibrated(argv[: argv.index("--head")] + argv[argv.index("--cache") :], tmp_path, "out")
 
 
-@pytest.mark.slow
-def test_calibration_on_the_matrix_for_the_head_and_for_the_whole_model(two, tiny_corpus, tmp_path):
-    """bench.calibration_bench: plain and every method at every N and skew, per cell; `--runs` on the whole model's
-    folds that the matrix kept."""
+def calibrated(common: list[str], tmp_path, runs: str) -> None:
+    """bench.calibration_bench on the same folds: plain and every method at every N and skew, per cell; `--runs` on
+    the whole model's folds the matrix kept."""
     from bench import calibration_bench
 
-    lab = {"path": str(two / "lab"), "name": "lab", "emotions": LABELLED_NAMES}
-    common = ["--corpus", str(tiny_corpus), "--corpus", json.dumps(lab), "--params", str(two / "params.yaml")]
-    common += ["--folds", "2", "--cache", str(tmp_path / "cache"), "--set", "model.stats_head=true"]
-    matrix = [*common, "--head", "pipeline", "--train", "ravdess", "--set", "train.epochs=1"]
-    assert crosscorpus_bench.main([*matrix, "--out", str(tmp_path / "kept")]) == 0
-    for extra in ([], ["--runs", "kept", "--train", "ravdess"]):
+    for extra in ([], ["--runs", runs, "--train", "ravdess"]):
         out = tmp_path / ("whole" if extra else "head")
         assert calibration_bench.main([*common, "--draws", "1", *extra, "--out", str(out)]) == 0
         res = json.loads((out / "results.json").read_text())
         cells = {tuple(k.split("|")[:3]) for k in res["summary"]}
         assert ("ravdess", "lab", "select") in cells and ("ravdess", "ravdess", "test") in cells
+        methods = {**calibration_bench.METHODS, **(calibration_bench.SHARES if extra else {})}
         for n in calibration_bench.SIZES:
             for skew in calibration_bench.SKEWS:
-                for method in calibration_bench.METHODS:
+                for method in methods:
                     got = res["summary"][f"ravdess|lab|test|{method}|{n}|{skew}"]["own"]
                     assert got["n"] == 2 and 0 <= got["mean"] <= 1
         assert res["choice"]["chosen"] in calibration_bench.METHODS
+        assert ("share_chosen" in res["choice"]) == bool(extra)
         assert "| ravdess → lab | select | 30 | two |" in (out / "results.md").read_text()
