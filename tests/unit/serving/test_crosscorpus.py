@@ -10,6 +10,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from ser.cli import app
+from ser.config import load_params
 from tests.support import CLASSES, make_tiny_model, tone
 
 RUN = CliRunner()
@@ -158,7 +159,8 @@ def test_calibrates_on_n_clips_of_the_corpus_and_scores_its_own_classes(corpus, 
         assert result.exit_code == 0, result.output
         outs[run] = json.loads((tmp_path / run / "m.json").read_text())
     assert outs["plain"]["answered_classes"] == ["neutral", "happy"] and outs["plain"]["calibration"] is None
-    expected = {"clips": 3, "seed": 1, "shrink": 10.0, "scale": False, "head_share": None}
+    c = load_params("params.yaml").calibrate  # what `ser evaluate` read
+    expected = {"clips": 3, "seed": 1, "shrink": c.shrink, "scale": c.scale, "head_share": c.head_share}
     assert outs["cal"]["calibration"] == expected
     assert set(outs["cal"]["predicted_share"]) == {"neutral", "happy"}
     predictions = pd.read_csv(tmp_path / "cal" / "p.csv")
