@@ -190,7 +190,7 @@ class CalibrateParams(_Strict):
 
     shrink: float = Field(10.0, ge=0)  # N clips move the mean N / (N + shrink) of the way from the training's
     scale: bool = False  # also re-estimate the scale (shrunk by N / (N + 3 shrink))
-    head_share: float | None = Field(None, ge=0, le=1)  # the calibrated head's share of the answer; None: its own
+    head_share: float | None = Field(1.0, ge=0, le=1)  # the calibrated head's share of the answer; None: its own
     min_clips: int = Field(10, ge=2)  # fewest decodable, non-silent clips a profile is estimated from
     min_speakers: int = Field(2, ge=1)  # fewest speakers, where the folder's layout names them
     max_clips: int = Field(500, ge=2)  # clips drawn at random (seeded) from a larger folder

@@ -4,13 +4,15 @@ A model trained in studios meets other microphones, rooms and voices; much of wh
 of its clip statistics (each clip's per-channel mean and std of the encoder states, `clip_stats`) that the
 deployment's own audio shows without any label. A profile replaces the statistics head's training-set mean
 (and, where chosen, scale) of those statistics by the deployment's, shrunk toward the training values by the
-number of clips it saw (`estimate`): N clips move the mean by N / (N + `shrink`). The CNN-LSTM is left as it
-is: it already removes each clip's own channel means (`model.utterance_norm`) and each frame's offset and gain
-(`features.frame_norm`). Labels are never read.
+number of clips it saw (`estimate`): N clips move the mean by N / (N + `shrink`). The CNN-LSTM's inputs are not
+re-estimated: it already removes each clip's own channel means (`model.utterance_norm`) and each frame's offset
+and gain (`features.frame_norm`). Labels are never read.
 
-A profile (`Profile`, saved as `<model>/profiles/<name>.npz` by `ser calibrate`, `ser.serving.calibrate`) swaps
-the head's share of the model's answer for the head re-standardised, on any engine: it needs only the model's
-window probabilities and the windows' clip statistics. `class_subset` / `restrict` answer a subset of the classes.
+A profile (`Profile`, saved as `<model>/profiles/<name>.npz` by `ser calibrate`, `ser.serving.calibrate`) takes
+the head's plain answer out of the model's and puts the re-standardised head in, with the share `share`
+(`calibrate.head_share`: 1, the calibrated head alone, chosen on validation speakers; None keeps the head's share
+in the model), on any engine: it needs only the model's window probabilities and the windows' clip statistics.
+`class_subset` / `restrict` answer a subset of the classes.
 
     mean, scale = estimate(stats, head.mean, head.scale, shrink=10, scale_too=False)
     probs = Profile("studio-b", mean, scale, head).apply(model_probs, feats)

@@ -147,6 +147,11 @@ def test_cli_predict_against_the_running_service(server: str, tmp_path: Path) ->
     ok = CliRunner().invoke(app, ["predict", str(tmp_path / "clip.wav"), "--url", server, "--json"])
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.output)[0]["file"].endswith("clip.wav")
+    asked = ["--profile", "studio", "--classes", "sad,neutral", "--json"]
+    subset = CliRunner().invoke(app, ["predict", str(tmp_path / "clip.wav"), "--url", server, *asked])
+    assert subset.exit_code == 0 and list(json.loads(subset.output)[0]["probabilities"]) == ["neutral", "sad"]
+    unknown = CliRunner().invoke(app, ["predict", str(tmp_path / "clip.wav"), "--url", server, "--profile", "x"])
+    assert unknown.exit_code == 2 and "the service answered 404: unknown profile 'x'" in unknown.output
     bad = CliRunner().invoke(app, ["predict", str(tmp_path / "junk.wav"), "--url", server])
     assert bad.exit_code == 2 and "junk.wav: the service answered 400" in bad.output
     clips = []
