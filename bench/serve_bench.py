@@ -24,7 +24,9 @@ request, the way a first service would be written).
         --out reports/serve_bench.json
 
 `--baseline-model TAG` serves `batched` with another model first (e.g. the default before a change),
-so two models are compared in one run: `vs_baseline_model` holds each variant's throughput over it.
+so two models are compared in one run; `--baseline-tree DIR` serves `batched` from another checkout's code
+(e.g. the Keras engine before the ONNX export) with the same model: `vs_baseline` holds each variant's
+throughput over the first of them. Each variant's cold start (process start to /readyz 200) is recorded.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import argparse
 import asyncio
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -80,16 +83,24 @@ def variant_list(text: str) -> list[str]:
     return names
 
 
-def bench_variant(name: str, data: bytes, args: argparse.Namespace, model_tag: str | None = None) -> dict:
-    """Start one variant, measure single-request latency, then sustained load.
+def bench_variant(
+    name: str, data: bytes, args: argparse.Namespace, model_tag: str | None = None, tree: Path | None = None
+) -> dict:
+    """Start one variant, measure its cold start (process start to /readyz 200), single-request latency, then
+    sustained load.
 
-    `model_tag` serves that model instead of $SER_MODEL_TAG (`--baseline-model`).
+    `model_tag` serves that model instead of $SER_MODEL_TAG (`--baseline-model`); `tree` serves another checkout's
+    code (`--baseline-tree`: e.g. the engine before a change) with this environment and model store.
     """
     target, env = VARIANTS[name]
-    label = f"{name}, {model_tag}" if model_tag else name
+    label = f"{name}, {model_tag or tree}" if model_tag or tree else name
     env = {**env, **dict(kv.split("=", 1) for kv in args.server_env)}
-    served = Served(target, env={**env, "SER_MODEL_TAG": model_tag} if model_tag else env, cwd=ROOT)
+    env |= {"SER_MODEL_TAG": model_tag} if model_tag else {}
+    env |= {"PYTHONPATH": str(tree)} if tree else {}
+    served = Served(target, env=env, cwd=tree or ROOT)
+    started = time.monotonic()
     with served as base:
+        cold_start_s = time.monotonic() - started
         proc, url = served.proc, f"{base}/predict"
         assert proc is not None  # Served.__enter__ started the process
         rss_start = rss_mb(proc.pid)
@@ -122,6 +133,7 @@ def bench_variant(name: str, data: bytes, args: argparse.Namespace, model_tag: s
         slope_kb = float(np.polyfit(times, mib, 1)[0]) * 1024 * args.duration / n
     result = {
         "model_version": version,
+        "cold_start_s": round(cold_start_s, 2),
         "single": single,
         "load": load,
         "rss_start_mb": round(rss_start),
@@ -170,6 +182,14 @@ def parser() -> argparse.ArgumentParser:
         help="also serve `batched` with this model (e.g. the previous default) in the same run, first; "
         "reports each variant's throughput relative to it",
     )
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also serve `batched` from this checkout's code (e.g. `git worktree add DIR <commit>` of the engine "
+        "before a change), first, with the same model; reports each variant's throughput relative to it",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     return parser
 
@@ -206,21 +226,24 @@ def main(argv: list[str] | None = None) -> dict:
             f"{results['floor']['gemm']['gflops']} GFLOP/s -> {results['floor']['floor_rps']} req/s",
             flush=True,
         )
-    runs = [(f"batched, {args.baseline_model}", "batched", args.baseline_model)] if args.baseline_model else []
-    for label, name, tag in [*runs, *((n, n, None) for n in args.variants)]:
-        results["variants"][label] = bench_variant(name, data, args, model_tag=tag)
+    runs = [(f"batched, {args.baseline_model}", "batched", args.baseline_model, None)] if args.baseline_model else []
+    runs += [(f"batched, {args.baseline_tree}", "batched", None, args.baseline_tree)] if args.baseline_tree else []
+    for label, name, tag, tree in [*runs, *((n, n, None, None) for n in args.variants)]:
+        results["variants"][label] = bench_variant(name, data, args, model_tag=tag, tree=tree)
         if "floor" in results:
             load = results["variants"][label]["load"]
             load["fraction_of_floor"] = round(load["rps"] / results["floor"]["floor_rps"], 3)
+            # server CPU per request over the floor's time per request (the machine's GEMM rate, all cores)
+            load["cpu_vs_floor"] = round(load["server_cpu_ms_per_req"] * results["floor"]["floor_rps"] / 1000, 2)
     if "naive" in results["variants"]:
         base = results["variants"]["naive"]["load"]["rps"] or float("nan")
         results["speedup_vs_naive"] = {n: round(v["load"]["rps"] / base, 2) for n, v in results["variants"].items()}
         print("throughput vs naive:", results["speedup_vs_naive"])
     if runs:
         base = results["variants"][runs[0][0]]["load"]["rps"] or float("nan")
-        results["baseline_model"] = args.baseline_model
-        results["vs_baseline_model"] = {n: round(v["load"]["rps"] / base, 3) for n, v in results["variants"].items()}
-        print(f"throughput vs {args.baseline_model}:", results["vs_baseline_model"])
+        results["baseline"] = runs[0][0]
+        results["vs_baseline"] = {n: round(v["load"]["rps"] / base, 3) for n, v in results["variants"].items()}
+        print(f"throughput vs {runs[0][0]}:", results["vs_baseline"])
     if args.out:
         write_json(args.out, results)
     return results

@@ -235,6 +235,7 @@ class ServeParams(_Strict):
     max_samples_per_file: int = Field(5_760_000, ge=1)  # decoding cost, s x rate x channels: 60 s of 48 kHz stereo
     max_samples_per_request: int = Field(23_040_000, ge=1)
     classes: list[str] = []  # the classes answered when a request names none (a deployment's subset); [] = all
+    precision: Literal["fp32", "int8"] = "fp32"  # the exported graph served: fp32 or its int8-quantised matrix products
 
 
 class Params(_Strict):

@@ -140,7 +140,16 @@ def make_tiny_model(
             "training": {"epochs_run": 0},
         },
     )
+    export_tiny_model(model_dir)
     return model_dir
+
+
+def export_tiny_model(model_dir: Path) -> None:
+    """`ser export` of a tiny model, checked on tones of several pitches (the tests have no validation split)."""
+    from ser.serving.export import export_model
+
+    windows = np.stack([tone(float(FEATURES["duration"]), freq=f)[:, 0] for f in np.linspace(120, 400, 6)])
+    export_model(model_dir, windows, [f"tone {i}" for i in range(len(windows))])
 
 
 def tiny_profile(model_dir: Path, name: str = "studio", classes: list[str] | None = None):

@@ -39,6 +39,8 @@ INPUT_ERRORS = [
     ("ser.data.splits", "SplitError"),
     ("ser.labels", "LabelError"),
     ("ser.serving.predict", "PredictError"),
+    ("ser.serving.export", "ExportError"),
+    ("ser.training.onnx_export", "UnsupportedLayer"),
 ]
 
 

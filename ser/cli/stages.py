@@ -64,6 +64,24 @@ def train(
     run(load_params(params), features, model_dir, history)
 
 
+@app.command()
+@stage
+def export(
+    model_dir: Annotated[Path, typer.Option(help="Folder written by train.")] = Path("models"),
+    features: Annotated[Path, typer.Option(help="Folder written by featurize (its split).")] = Path("data/features"),
+    manifest: Annotated[Path, typer.Option(help="Manifest the features came from.")] = Path(
+        "data/validated/manifest.csv"
+    ),
+    audio_dir: Annotated[Path, typer.Option(help="Folder the manifest paths are relative to.")] = Path("data/raw"),
+) -> None:
+    """Export the model to model.onnx + frontend.npz (what serving runs), checked against Keras on the validation
+    windows."""
+    from ser.serving.export import export_model, validation_windows
+
+    check = export_model(model_dir, *validation_windows(features, manifest, audio_dir))
+    typer.echo(f"exported {model_dir}/model.onnx: {check['windows']} windows, max |dp| {check['max_abs_diff']:.1e}")
+
+
 def parse_map(items: list[str]) -> dict[str, str | None]:
     """`--map OWN=OURS` options as a mapping (an empty OURS leaves OWN's clips out), checked against our names."""
     from ser.labels import EMOTIONS

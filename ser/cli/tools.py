@@ -23,16 +23,12 @@ def predict(
     files: Annotated[
         list[Path], typer.Argument(help="Audio files (wav, flac, ogg, mp3).", exists=True, dir_okay=False)
     ],
-    model_dir: Annotated[Path, typer.Option(help="Local model folder (model.keras + preprocess.json).")] = Path(
-        "models"
-    ),
+    model_dir: Annotated[
+        Path, typer.Option(help="Local model folder (model.onnx + frontend.npz + preprocess.json).")
+    ] = Path("models"),
     url: Annotated[str | None, typer.Option(help="A running service instead, e.g. http://127.0.0.1:3000.")] = None,
     hop: Annotated[float, typer.Option(help="Seconds between windows of a long file.")] = 1.75,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
-    engine: Annotated[
-        str,
-        typer.Option(help="auto: the model's saved NumPy copy (made on the first run) | numpy | tensorflow."),
-    ] = "auto",
     speaker: Annotated[
         bool,
         typer.Option(help="The files are one speaker's (4 or more): score them together in enrolment mode."),
@@ -55,7 +51,7 @@ def predict(
     if url:
         results = predict_remote(files, url, speaker=speaker, profile=profile, classes=classes)
     else:
-        results = predict_local(files, model_dir, hop, engine, speaker=speaker, profile=profile, classes=classes)
+        results = predict_local(files, model_dir, hop, speaker=speaker, profile=profile, classes=classes)
     if as_json:
         typer.echo(json.dumps(results, indent=2))
     else:

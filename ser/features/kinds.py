@@ -28,6 +28,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     from ser.config import FeatureParams
+    from ser.features.frontend import Frontend
+    from ser.features.onnx_ops import Graph
 
 # name -> "module:class". The one place a kind is registered.
 KINDS: dict[str, str] = {
@@ -84,6 +86,19 @@ class FeatureKind(ABC):
     def warm_up(self, params: FeatureParams) -> None:
         """Load what the first `extract` would load (compiled kernels, weights), so no request pays for it."""
         self.extract(np.zeros((1, round(params.duration * params.sample_rate)), np.float32), params)
+
+    def frontend(self, params: FeatureParams) -> Frontend:
+        """The serving front end (`ser.features.frontend`): what runs in NumPy before the exported ONNX graph.
+
+        Raises:
+            ValueError: this kind has no ONNX serving path (`ser package` then names it).
+        """
+        raise ValueError(f"features.kind {self.name!r} has no serving front end for the ONNX export")
+
+    def onnx_front(self, graph: Graph, x: str, params: FeatureParams) -> str:
+        """Add to the exported `graph` the ops from the front end's output `x` to this kind's features (default:
+        none, the front end's output is the features)."""
+        return x
 
     def package_files(self, folder: Path, params: FeatureParams) -> None:  # noqa: B027 - optional hook
         """Copy into a packaged model's folder what serving needs besides `model.keras` (default: nothing)."""

@@ -6,10 +6,8 @@ n_mels, fmin, fmax), ref=1.0, top_db=top_db)` (centred periodic-Hann STFT, zero 
 Slaney mel filters) to within 1e-3 dB, at several times a per-clip librosa loop's throughput
 (`bench/features_bench.py`; numbers in docs/benchmark.md, the method in docs/features.md). How:
 
-* the batch is cut into chunks of ~500 frames (a few MB: cache-sized) that the
-  calling thread and helper threads (one per further CPU) take in turn; every
-  thread keeps its own buffers between calls, and one or a few clips (the
-  serving path) stay in the calling thread;
+* the batch is cut into chunks of ~500 frames (cache-sized) that the calling thread and helper threads (one
+  per further CPU) take in turn; every thread keeps its own buffers between calls;
 * each frame's float32 FFT (about half of the work) is the half-length complex FFT
   of its samples packed as (even + i odd), the textbook packing of a real FFT,
   bin-major (the frames of a bin contiguous): `ser.features.lane_fft` computes it 8 frames to
@@ -17,20 +15,16 @@ Slaney mel filters) to within 1e-3 dB, at several times a per-clip librosa loop'
   n_fft / 2 is a power of 8, as the default 1024, and the hop a multiple of 8);
   elsewhere a compiled pass (numba, `ser.features.logmel_kernels`, cached on disk) windows the
   frames and `scipy.fft` transforms them (its real FFT for an odd n_fft);
-* a compiled pass recombines the packed spectrum into each bin's power (bins k and
-  n_fft/2 - k together, from the same two values) and adds it into the (at most
-  two) mel triangles the bin feeds, vectorised across frames: ~1000 multiply-adds
-  a frame instead of the dense 513 x 64 product;
-* float32 FFT rounding is ~1e-7 of a frame's energy in every bin, which moves a
-  band 70-90 dB under its own frame (a loud voiced frame's valleys) by up to
-  ~2e-3 dB; frames with such a band above the clip's dB floor (~1% of RAVDESS
-  frames, see `RISK_LIMIT`) are redone with a float64 window and FFT, batched
-  over a thread's chunks;
-* librosa's dB floor (max - top_db, and amin) is applied to the powers before a
-  vectorised float32 log (`db_kernel`), which also transposes to (frames, mels).
+* a compiled pass recombines the packed spectrum into each bin's power (bins k and n_fft/2 - k together) and
+  adds it into the (at most two) mel triangles the bin feeds, vectorised across frames (not the dense product);
+* float32 FFT rounding is ~1e-7 of a frame's energy in every bin, which moves a band 70-90 dB under its own
+  frame by up to ~2e-3 dB; frames with such a band above the clip's dB floor (~1% of RAVDESS frames,
+  `RISK_LIMIT`) are redone with a float64 window and FFT, batched over a thread's chunks;
+* librosa's dB floor (max - top_db, and amin) is applied to the powers before a vectorised float32 log
+  (`db_kernel`), which also transposes to (frames, mels).
 
-A clip's features do not depend on its batch, its position in it or the thread count (bit
-for bit), so featurize (batches) and serving (one window) agree. `warm_up` loads the compiled
+A clip's features do not depend on its batch, its position in it or the thread count (bit for bit); serving
+computes the same log-mel in NumPy (`ser.features.frontend`). `warm_up` loads the compiled
 kernels (~1 s; compiling them the first time ever, ~5 s); NaN or inf samples give NaN or inf.
 
     feats = logmel(np.stack(windows), FeatureParams())
@@ -47,6 +41,7 @@ import scipy.fft
 from ser.config import FeatureParams
 from ser.features import lane_fft
 from ser.features import logmel_kernels as kernels
+from ser.features.frontend import Frontend
 from ser.features.kinds import FeatureKind, ValueRule, window_phrase
 from ser.features.mel_bank import SparseBank, hann_window, sparse_bank, twiddles
 from ser.features.threads import WORKSPACE, cpu_count, helper_pool
@@ -278,6 +273,12 @@ class LogMel(FeatureKind):
     def shape(self, params: FeatureParams) -> tuple[int, int]:
         samples = round(params.duration * params.sample_rate)
         return 1 + (samples + 2 * (params.n_fft // 2) - params.n_fft) // params.hop_length, params.n_mels
+
+    def frontend(self, params: FeatureParams) -> Frontend:
+        from ser.features.frontend import Frontend
+
+        mel = params.model_dump(include={"sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax", "top_db"})
+        return Frontend.build("db", mel, params.level_db, 0, self.shape(params)[0])
 
     def value_rules(self, params: FeatureParams, db_range: tuple[float, float]) -> list[ValueRule]:
         # dB values: inside the plausible range, and no window spans more than top_db (librosa's floor)

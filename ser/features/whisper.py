@@ -28,17 +28,21 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import threading
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ser.config import FeatureParams
+from ser.features.frontend import Frontend
 from ser.features.kinds import FeatureKind, ValueRule, window_phrase
 from ser.features.logmel import logmel
 from ser.io import atomic_path, file_digest
+
+if TYPE_CHECKING:
+    from ser.features.onnx_ops import Graph
 
 MODEL_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"  # model.bin, HF LFS oid
 MODEL_BYTES = 145_217_532
@@ -209,6 +213,18 @@ class WhisperBase(FeatureKind):
     def shape(self, params: FeatureParams) -> tuple[int, int]:
         return output_frames(round(params.duration * params.sample_rate)), WIDTH * len(params.whisper_layers)
 
+    def frontend(self, params: FeatureParams) -> Frontend:
+        context = round(params.whisper_context * SAMPLE_RATE)
+        samples = max(round(params.duration * SAMPLE_RATE), context)
+        return Frontend.build("whisper", MEL, params.level_db, context, samples // HOP_LENGTH)
+
+    def onnx_front(self, graph: Graph, x: str, params: FeatureParams) -> str:
+        from ser.features.whisper_encoder import read_variables
+        from ser.features.whisper_onnx import encoder_ops
+
+        frames = output_frames(round(params.duration * SAMPLE_RATE))
+        return encoder_ops(graph, x, read_variables(model_dir() / "model.bin"), params.whisper_layers, frames)
+
     def value_rules(self, params: FeatureParams, db_range: tuple[float, float]) -> list[ValueRule]:
         # encoder states are not dB: they must vary within every window (a constant one saw nothing)
         return [ValueRule("state_span", "span_db", 1e-6, None)]
@@ -221,11 +237,7 @@ class WhisperBase(FeatureKind):
             f"{WIDTH} wide each, one per 20 ms) of {window_phrase(f)}, mono {SAMPLE_RATE} Hz"
         )
 
-    def package_files(self, folder: Path, params: FeatureParams) -> None:
-        encoder = folder / ENCODER_DIR  # the frozen encoder travels with the model
-        encoder.mkdir()
-        for file in FILES:
-            shutil.copy2(model_dir() / file, encoder / file)
-
+    # The encoder's weights travel inside model.onnx (`onnx_front`); a model packaged before the export carries
+    # them in ENCODER_DIR, which `ser export` then reads.
     def use_packaged(self, folder: Path) -> None:
         use_packaged(folder)

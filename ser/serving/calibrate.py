@@ -107,13 +107,13 @@ def calibrate(
     from ser.serving.predictor import Predictor
     from ser.serving.profiles import class_subset
     from ser.serving.uploads import Limits, UploadError, decode_upload
-    from ser.training.stats_head import clip_stats
+    from ser.training.model import load_model
 
     check_name(name)
     files = pick_files(folder, clips, cfg, seed)
     speakers = check_speakers(folder, files, cfg)
-    predictor = Predictor(model_dir, hop_s=hop_s, max_batch=8, xla=False, warm=False)
-    head = StatsHead.of(predictor.model)
+    predictor = Predictor(model_dir, hop_s=hop_s, max_batch=8, warm=False)
+    head = StatsHead.of(load_model(Path(model_dir) / "model.keras"))
     keep = class_subset(predictor.classes, classes)
     limits = Limits.from_serve(LOCAL_LIMITS)
     waves: list[np.ndarray] = []
@@ -136,13 +136,13 @@ def calibrate(
             f"RMS under {min_rms_dbfs:g} dBFS, validate.min_rms_dbfs); a profile needs {cfg.min_clips} "
             "(calibrate.min_clips)"
         )
-    feats = [predictor.featurize(w)[0] for w in waves]
-    stats = np.concatenate([clip_stats(f) for f in feats])
-    plain = np.stack([predictor.infer(f).mean(0) for f in feats])
+    scored = predictor.run_scored([predictor.featurize(w)[0] for w in waves])  # (probabilities, stats) per clip
+    stats = np.concatenate([s for _, s in scored])
+    plain = np.stack([p.mean(0) for p, _ in scored])
     mean, scale = estimate(stats, head.mean, head.scale, shrink=cfg.shrink, scale_too=cfg.scale)
     subset = [predictor.classes[i] for i in keep] if keep else []
     profile = Profile(name, mean, scale, head, subset, share=cfg.head_share)
-    calibrated = np.stack([profile.apply(predictor.infer(f), f).mean(0) for f in feats])
+    calibrated = np.stack([profile.apply(p, stats=s).mean(0) for p, s in scored])
     answer_classes = [predictor.classes[i] for i in keep] if keep else predictor.classes
     shares = {
         kind: dict(Counter(answer_classes[i] for i in restrict(p, keep).argmax(1)).most_common())

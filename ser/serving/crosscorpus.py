@@ -89,7 +89,7 @@ def evaluate_corpus(
     """
     from ser.serving.predictor import Predictor
     from ser.serving.profiles import CalibrationError, Profile, StatsHead, class_subset, estimate, pick_profile
-    from ser.training.stats_head import clip_stats
+    from ser.training.model import load_model
 
     labels = read_labels(labels_tsv, corpus, emotions)
     predictor = Predictor(Path(model_dir), hop_s=hop_s)
@@ -107,8 +107,8 @@ def evaluate_corpus(
         except AudioError as err:
             unreadable.append(str(err))
             continue
-        feats, _ = predictor.featurize(wave)
-        scored.append((row.path, row.emotion, predictor.infer(feats), clip_stats(feats)))
+        probs, stats = predictor.run(predictor.featurize(wave)[0])
+        scored.append((row.path, row.emotion, probs, stats))
     if not scored:
         raise AudioError(f"{corpus}: none of the labelled clips of known classes could be decoded: {unreadable[:3]}")
     used = pick_profile(predictor.profiles, profile)
@@ -118,7 +118,7 @@ def evaluate_corpus(
             raise CalibrationError(f"--calibrate {calibrate}: a profile needs at least 2 clips")
         rng = np.random.default_rng(calibrate_seed)
         drawn = rng.choice(len(scored), min(calibrate, len(scored)), replace=False)
-        head = StatsHead.of(predictor.model)
+        head = StatsHead.of(load_model(Path(model_dir) / "model.keras"))
         stats = np.concatenate([scored[i][3] for i in drawn])
         mean, sd = estimate(stats, head.mean, head.scale, shrink=shrink, scale_too=scale)
         used = Profile("evaluate", mean, sd, head, share=head_share)

@@ -17,7 +17,6 @@ downstream are capped (`max_inflight_bytes`), so concurrent big uploads wait, no
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import tempfile
@@ -49,9 +48,11 @@ def serve_config(model_ref: Any) -> dict:
 
 
 def input_shape(model_ref: Any) -> tuple[int, ...] | None:
-    """The stored model's input shape (frames, channels) from its preprocess.json; None when not in the store."""
+    """The stored model's graph input shape (frames, mels) from its front end; None when not in the store."""
+    from ser.features.frontend import Frontend
+
     try:
-        return tuple(json.loads((Path(model_ref.stored.path) / "preprocess.json").read_text())["shape"])
+        return Frontend.load(Path(model_ref.stored.path)).shape
     except Exception:  # no store yet (e.g. while `bentoml build` imports the module)
         return None
 

@@ -2,9 +2,10 @@
 
 Only a model that passed the quality gates (`reports/metrics.json`, and the
 Prefect champion/challenger verdict `reports/gate.json` when that file exists)
-is saved, as `ser_emotion:<version>`, holding `model.keras`, `preprocess.json`
-and, when the train stage fitted one, the speaker-enrolment head `enrolment.npz`, and the
-domain-calibration profiles estimated for this model (`profiles/*.npz`, `ser calibrate`).
+is saved, as `ser_emotion:<version>`, holding `model.keras`, `preprocess.json`, what serving runs
+(`model.onnx` and `frontend.npz`, `ser export`, checked to be exported from this model.keras) and, when
+the train stage fitted one, the speaker-enrolment head `enrolment.npz`, and the domain-calibration
+profiles estimated for this model (`profiles/*.npz`, `ser calibrate`).
 Its metadata carries everything the service needs without the repository
 (classes, feature parameters, normalisation statistics, the `serve` limits) plus
 the provenance: metrics, the whole params.yaml, the DVC hashes of the data and
@@ -26,14 +27,16 @@ import yaml
 from ser.config import FeatureParams, Params
 from ser.data.licences import licence_label, licence_terms
 from ser.features import feature_kind
-from ser.io import read_json, write_json
+from ser.features.frontend import FILE as FRONTEND_FILE
+from ser.io import file_digest, read_json, write_json
 from ser.serving.card import corpora_of, write_model_card
+from ser.serving.export import INT8_FILE, ONNX_FILE, exported_from
 from ser.serving.profiles import load_profiles
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "ser_emotion"
-MODEL_FILES = ("model.keras", "preprocess.json")
+MODEL_FILES = ("model.keras", "preprocess.json", ONNX_FILE, INT8_FILE, FRONTEND_FILE)  # serving runs the ONNX graph
 OPTIONAL_FILES = ("enrolment.npz",)  # the speaker-enrolment head (/predict_speaker), when the train stage fitted one
 
 
@@ -159,7 +162,9 @@ def package(
     metrics = check_accepted(metrics_path, gate_path, hashes[str(model_dir).rstrip("/")])
     missing = [f for f in MODEL_FILES if not (model_dir / f).is_file()]
     if missing:
-        raise PackageError(f"{model_dir}: missing {', '.join(missing)}; run the train stage first")
+        raise PackageError(f"{model_dir}: missing {', '.join(missing)}; run the train stage (or `ser export`) first")
+    if exported_from(model_dir) != file_digest(model_dir / "model.keras"):
+        raise PackageError(f"{model_dir}: {ONNX_FILE} was exported from another model.keras; run `ser export`")
     preprocess = read_json(model_dir / "preprocess.json")
     commit = git_commit(lock_path.parent if lock_path.parent.exists() else None)
     metadata = build_metadata(params, preprocess, metrics, hashes, commit)

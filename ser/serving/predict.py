@@ -1,10 +1,8 @@
 """`ser predict`: emotion of audio files from a local model folder or a running service.
 
-Local predictions use the service's own windowing (`ser.serving.predictor`) and checked decoder
-(`ser.serving.uploads`, with limits for local files). The first run with a model loads it with
-TensorFlow, as the service does, and saves a NumPy copy of it and of its features
-(`ser.serving.quick`); later runs load only that copy, with no TensorFlow import (~1 s for a clip
-instead of ~20 s), and agree with TensorFlow to ~1e-4. Every file is decoded before the model loads,
+Local predictions run the service's own engine (`ser.serving.predictor`: the exported model.onnx with
+onnxruntime, no TensorFlow, librosa or numba import) and checked decoder (`ser.serving.uploads`, with
+limits for local files). Every file is decoded before the model loads,
 so a run of bad files costs no model load, and one bad file does not cost the others their answers:
 it gets an `error` entry and the command exits 2 after printing every result. A long file gets one
 prediction per window (a timeline) plus their mean.
@@ -38,7 +36,6 @@ LOCAL_LIMITS = {
 
 
 log = logging.getLogger(__name__)
-ENGINES = ("auto", "numpy", "tensorflow")
 
 
 class PredictError(ValueError):
@@ -54,16 +51,16 @@ def predict_local(
     paths: list[Path],
     model_dir: Path,
     hop_s: float = 1.75,
-    engine: str = "auto",
     speaker: bool = False,
     profile: str | None = None,
     classes: str | None = None,
 ) -> list[dict]:
-    """Score files with the model in `model_dir` (model.keras + preprocess.json); bad files get `error`.
+    """Score files with the exported model in `model_dir` (model.onnx, frontend.npz, preprocess.json, as the train
+    stage leaves them); bad files get `error`.
 
-    `engine`: see `load_predictor`. `speaker`: the files are one speaker's, scored in enrolment mode as the
-    service's `/predict_speaker` scores them (the readable files are the reference). `profile`: a calibration
-    profile of this model (`ser calibrate`); `classes`: the classes to answer (comma-separated), renormalised.
+    `speaker`: the files are one speaker's, scored in enrolment mode as the service's `/predict_speaker` scores them
+    (the readable files are the reference). `profile`: a calibration profile of this model (`ser calibrate`);
+    `classes`: the classes to answer (comma-separated), renormalised.
 
     Raises:
         PredictError: no model in `model_dir`; with `speaker`, no enrolment head or too few readable files, or a
@@ -71,12 +68,13 @@ def predict_local(
         CalibrationError: an unknown profile or class.
     """
     from ser.io import read_json
+    from ser.serving.export import ONNX_FILE
+    from ser.serving.predictor import Predictor
     from ser.serving.profiles import class_subset, load_profiles, pick_profile
     from ser.serving.uploads import Limits, UploadError, decode_upload
-    from ser.training.stats_head import clip_stats
 
-    if not (model_dir / "model.keras").is_file():
-        raise PredictError(f"{model_dir}: no model.keras; run `dvc repro train` or pass --model-dir")
+    if not (model_dir / ONNX_FILE).is_file():
+        raise PredictError(f"{model_dir}: no {ONNX_FILE}; run `dvc repro train` (or `ser export`) or pass --model-dir")
     preprocess = read_json(model_dir / "preprocess.json")
     rate = int(preprocess["features"]["sample_rate"])
     if speaker and profile:
@@ -94,25 +92,23 @@ def predict_local(
     head = enrolment_head(model_dir, len(clips)) if speaker else None
     if not clips:
         return results
-    predictor = load_predictor(model_dir, hop_s, engine)
+    predictor = Predictor(model_dir, hop_s=hop_s, max_batch=8, warm=False)
     featurized = {i: predictor.featurize(clip.wave) for i, clip in clips.items()}
+    scored = dict(zip(featurized, predictor.run_scored([f for f, _ in featurized.values()]), strict=True))
     if head is None:
-        probs = {i: predictor.infer(feats) for i, (feats, _) in featurized.items()}
-        stats = {i: clip_stats(feats) for i, (feats, _) in featurized.items()} if used else {}
+        probs = {i: p for i, (p, _) in scored.items()}
     else:
         from ser.training.enrolment import speaker_probs
 
-        stats = {}
-        joined = np.concatenate([feats for feats, _ in featurized.values()])
-        fused = speaker_probs(
-            head, predictor.infer(joined), clip_stats(joined), [len(f) for f, _ in featurized.values()]
-        )
+        stats = np.concatenate([s for _, s in scored.values()])
+        joined = np.concatenate([p for p, _ in scored.values()])
+        fused = speaker_probs(head, joined, stats, [len(p) for p, _ in scored.values()])
         probs = dict(zip(featurized, fused, strict=True))
     for i, clip in clips.items():
         wave = clip.wave
         duration = wave.shape[0] / predictor.params.sample_rate
         notes = [*clip.notes, *predictor.window_notes(wave)]
-        answered, names = predictor.answer(probs[i], stats.get(i), used, keep)
+        answered, names = predictor.answer(probs[i], scored[i][1], used, keep)
         summary = predictor.summarise(answered, featurized[i][1], duration, names)
         results[i].update(duration_s=round(duration, 3), **summary, notes=notes)
     return results
@@ -134,38 +130,6 @@ def enrolment_head(model_dir: Path, clips: int):
             f"--speaker: {clips} readable file(s); enrolment needs at least {head.min_clips} clips of one speaker"
         )
     return head
-
-
-def load_predictor(model_dir: Path, hop_s: float, engine: str = "auto"):
-    """The model of `model_dir` for a one-off run: its NumPy copy when there is one (`ser.serving.quick`).
-
-    Args:
-        engine: `auto` (the NumPy copy if saved, else TensorFlow, saving the copy for next time),
-            `numpy` (save the copy first if needed) or `tensorflow` (the service's own `Predictor`).
-    """
-    if engine not in ENGINES:
-        raise PredictError(f"--engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
-    from ser.serving.quick import QuickPredictor
-
-    quick = QuickPredictor.cached(model_dir, hop_s) if engine != "tensorflow" else None
-    if quick is not None:
-        return quick
-    from ser.serving.numpy_graph import UnsupportedModel
-    from ser.serving.predictor import Predictor
-    from ser.serving.quick import cache_dir, save_quick
-
-    predictor = Predictor(model_dir, hop_s=hop_s, max_batch=8, xla=False, warm=False)
-    if engine == "tensorflow":
-        return predictor
-    try:
-        quick = save_quick(predictor, model_dir)
-    except (UnsupportedModel, ValueError) as err:
-        if engine == "numpy":
-            raise PredictError(f"{model_dir}: no NumPy copy of this model: {err}") from None
-        log.info("%s: predicting with TensorFlow (no NumPy copy: %s)", model_dir, err)
-        return predictor
-    log.info("%s: saved a NumPy copy in %s; later runs load it without TensorFlow", model_dir, cache_dir(model_dir))
-    return quick
 
 
 def predict_remote(

@@ -1,25 +1,19 @@
-"""The inference engine behind the service: windows, features, a compiled model call.
+"""The inference engine behind the service and `ser predict`: windows, the front end, one onnxruntime call.
 
-`Predictor` loads `model.keras` in Keras safe mode, wraps the model's forward
-pass (`training=False`) in one `tf.function` with a fixed (None, frames, mels)
-signature, and warms it up, so a request costs one graph call instead of
-`model.predict`'s per-call setup. The graph is XLA-compiled
-(`jit_compile`, ~3x faster per call on CPU); XLA compiles per batch size, so
-batches are zero-padded up to a power of two (1, 2, 4 ... `max_batch`) and
-every bucket is compiled once at start-up (about 1 s each). Features come from `ser.features.extract`,
-the training code, on windows cut by `ser.audio` exactly as in training: a clip
-up to `offset + duration` long gets the training window; longer clips get a
-window every `window_hop_s` and an aggregate (mean of the window probabilities). A clip no
-longer than the window is scored whole (offset 0); one a little longer gets the training
-window, and `window_notes` says which lead-in was left out. A feature kind that is heavy and cheaper in
-batches (`batch_across_requests`: the Whisper encoder) is extracted in `run_scored`, over every queued
-request's windows at once; a light one (log-mel) in `prepare`, in each request's own thread. A model
-packaged with a speaker-enrolment head (`enrolment.npz`) also scores one speaker's clips together
-(`run_speaker`, the service's `/predict_speaker`).
+`Predictor` runs a model folder's `model.onnx` (`ser.serving.export`: the feature kind's arithmetic, e.g. the
+Whisper encoder, and the classifier with every ensemble member and the statistics head, in one graph) with
+onnxruntime, after the NumPy front end (`ser.features.frontend`: speech level and log-mel). Neither imports
+TensorFlow, Keras, librosa or numba: a process starts and answers in well under a second. Windows are cut by
+`ser.audio` exactly as in training: a clip up to `offset + duration` long gets the training window; longer
+clips get a window every `window_hop_s` and an aggregate (mean of the window probabilities). A clip no
+longer than the window is scored whole (offset 0); one a little longer gets the training window, and
+`window_notes` says which lead-in was left out. Each call returns the windows' probabilities and their clip
+statistics (what a calibration profile re-standardises and the enrolment head reads). A model packaged with
+a speaker-enrolment head (`enrolment.npz`) also scores one speaker's clips together (`run_speaker`).
 
     predictor = Predictor(Path(model.path), hop_s=1.75)
-    feats, starts = predictor.featurize(wave)
-    result = predictor.summarise(predictor.infer(feats), starts)
+    frontend, starts = predictor.featurize(wave)
+    result = predictor.summarise(predictor.infer(frontend), starts)
 """
 
 from __future__ import annotations
@@ -31,28 +25,18 @@ import numpy as np
 
 from ser.audio import fixed_window, sliding_windows, window_start
 from ser.config import FeatureParams
-from ser.features import extract, feature_kind
+from ser.features.frontend import Frontend
 from ser.io import read_json
+from ser.serving.export import PRECISION_FILES
 from ser.serving.profiles import Profile, load_profiles, restrict
 from ser.training.enrolment import FILE as ENROLMENT_FILE
 from ser.training.enrolment import EnrolmentHead, speaker_probs
-from ser.training.stats_head import clip_stats
+
+FRONTEND_CHUNK = 32  # windows per front-end pass: bounds the STFT's float64 temporaries on long files
 
 
-def limit_threads(threads: int) -> None:
-    """One BLAS thread (requests already run in parallel threads; OpenBLAS's spinning workers cost
-    ~10x CPU on the mel matmul of a busy 2-core machine) and `threads` TensorFlow intra-op threads
-    (call before the first TF op; TF's pools stay as they are once it has started)."""
-    import tensorflow as tf
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1, user_api="blas")
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # the runtime is already initialised: keep its pools
-        pass
+class ModelFolderError(FileNotFoundError):
+    """The model folder lacks what serving runs (named in the message)."""
 
 
 def split_rows(rows: np.ndarray, parts: list[np.ndarray]) -> list[np.ndarray]:
@@ -64,8 +48,6 @@ def split_rows(rows: np.ndarray, parts: list[np.ndarray]) -> list[np.ndarray]:
 class ClipWindows:
     """How a clip becomes model windows and how window probabilities become an answer (no model inside).
 
-    Shared by `Predictor` (TensorFlow) and `ser.serving.quick.QuickPredictor` (NumPy).
-
     Args:
         params: the model's feature parameters (preprocess.json `features`).
         classes: class names in the model's output order.
@@ -74,10 +56,6 @@ class ClipWindows:
 
     def __init__(self, params: FeatureParams, classes: list[str], hop_s: float = 1.75) -> None:
         self.params, self.classes, self.hop_s = params, list(classes), hop_s
-
-    @property
-    def window_samples(self) -> int:
-        return int(round(self.params.duration * self.params.sample_rate))
 
     def windows(self, wave: np.ndarray) -> tuple[np.ndarray, list[float]]:
         """(n, samples) windows of a mono wave at the model rate, and their start times in seconds."""
@@ -142,16 +120,15 @@ def named(classes: list[str], probs: np.ndarray) -> dict[str, float]:
 
 
 class Predictor(ClipWindows):
-    """Model, feature parameters and classes of one saved model folder.
+    """The exported model of one model folder (model.onnx, frontend.npz, preprocess.json), run by onnxruntime.
 
     Args:
-        model_dir: folder with model.keras and preprocess.json.
+        model_dir: the folder (the train stage's `models/`, or a packaged BentoML model's).
         hop_s: hop between windows of a long clip, in seconds.
-        threads: TensorFlow intra-op threads (default: $SER_TF_THREADS or the CPU count).
-        max_batch: the largest batch one graph call takes (larger inputs are split).
-        xla: compile with XLA ($SER_XLA=0 turns it off).
-        warm: compile every batch bucket and warm the feature kind now (a server); False for one-off
-            use (`ser predict`), where each call compiles what it needs.
+        threads: onnxruntime intra-op threads (default: $SER_THREADS or the CPU count).
+        max_batch: the most windows one graph call takes (more are split).
+        warm: run the graph once now (a server), so the first request does not pay for its allocations.
+        precision: `fp32` (model.onnx) or `int8` (model.int8.onnx, its matrix products quantised).
     """
 
     def __init__(
@@ -160,61 +137,62 @@ class Predictor(ClipWindows):
         hop_s: float = 1.75,
         threads: int | None = None,
         max_batch: int = 32,
-        xla: bool | None = None,
         warm: bool = True,
+        precision: str = "fp32",
     ) -> None:
-        limit_threads(threads or int(os.environ.get("SER_TF_THREADS", 0)) or os.cpu_count() or 1)
-        import tensorflow as tf
+        import onnxruntime as ort
+        from threadpoolctl import threadpool_limits
 
-        from ser.training.model import load_model
-
-        preprocess = read_json(Path(model_dir) / "preprocess.json")
-        super().__init__(FeatureParams(**preprocess["features"]), preprocess["classes"], hop_s)
-        self.shape = tuple(preprocess["shape"])
-        self.model = load_model(Path(model_dir) / "model.keras")
-        xla = os.environ.get("SER_XLA", "1") != "0" if xla is None else xla
-        spec = tf.TensorSpec((None, *self.shape), tf.float32)
-        self._forward = tf.function(self._call, input_signature=[spec], jit_compile=xla, autograph=False)
-        self.buckets = [1 << i for i in range(max(1, max_batch).bit_length())]
-        if self.buckets[-1] < max_batch:
-            self.buckets.append(max_batch)
-        enrolment = Path(model_dir) / ENROLMENT_FILE
+        # one BLAS thread for the front end's mel projection: requests run their front ends in parallel threads
+        threadpool_limits(1, user_api="blas")
+        model_dir = Path(model_dir)
+        graph = model_dir / PRECISION_FILES[precision]
+        if not graph.is_file():
+            raise ModelFolderError(f"{model_dir}: no {graph.name}; run `ser export --model-dir {model_dir}` first")
+        preprocess = read_json(model_dir / "preprocess.json")
+        # validated when trained; validating again would import the feature kind's module (numba, librosa)
+        super().__init__(FeatureParams.model_construct(**preprocess["features"]), preprocess["classes"], hop_s)
+        self.frontend = Frontend.load(model_dir)
+        self.shape = self.frontend.shape
+        self.max_batch = max(1, max_batch)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or int(os.environ.get("SER_THREADS", 0)) or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        gpu = "CUDAExecutionProvider" in ort.get_available_providers()  # TF=gpu installs onnxruntime-gpu
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpu else ["CPUExecutionProvider"]
+        self.session = ort.InferenceSession(str(graph), options, providers=providers)
+        self.input = self.session.get_inputs()[0].name
+        enrolment = model_dir / ENROLMENT_FILE
         self.enrolment = EnrolmentHead.load(enrolment) if enrolment.is_file() else None  # /predict_speaker's head
-        self.profiles = load_profiles(Path(model_dir))  # domain calibrations (`ser calibrate`), by name
-        self.kind = kind = feature_kind(self.params.kind)
-        kind.use_packaged(Path(model_dir))  # e.g. the frozen encoder's weights: the packaged model's own copy
-        if not warm:
-            return
-        for n in self.buckets:  # compile every bucket now so no request pays for it
-            self.infer(np.zeros((n, *self.shape), np.float32))
-        kind.warm_up(self.params)  # compiled kernels, weights: loaded now, not in the first request
-
-    def _call(self, x):
-        return self.model(x, training=False)
+        self.profiles = load_profiles(model_dir)  # domain calibrations (`ser calibrate`), by name
+        if warm:
+            self.run(np.zeros((self.max_batch, *self.shape), np.float32))
 
     def featurize(self, wave: np.ndarray) -> tuple[np.ndarray, list[float]]:
-        """Model input (n, frames, channels) of every window (`features.extract`), and the window starts."""
+        """The graph input (n, frames, mels) of every window (the front end's output), and the window starts."""
         batch, starts = self.windows(wave)
-        return extract(batch, self.params), starts
+        chunks = [self.frontend(batch[i : i + FRONTEND_CHUNK]) for i in range(0, len(batch), FRONTEND_CHUNK)]
+        return np.concatenate(chunks), starts
 
-    def prepare(self, wave: np.ndarray) -> tuple[np.ndarray, list[float]]:
-        """What `run_scored` takes for one clip, and the window starts: the windows themselves when the feature
-        kind batches its extraction across requests (the Whisper encoder), else their features (log-mel)."""
-        if self.kind.batch_across_requests:
-            return self.windows(wave)
-        return self.featurize(wave)
+    prepare = featurize  # what `run_scored` takes for one clip: computed in the request's own thread
+
+    def run(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, clip statistics) of a batch of graph inputs, `max_batch` windows per call."""
+        inputs = np.asarray(inputs, np.float32)
+        parts = [
+            self.session.run(None, {self.input: inputs[i : i + self.max_batch]})
+            for i in range(0, len(inputs), self.max_batch)
+        ]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def infer(self, inputs: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, classes) of a batch of graph inputs."""
+        return self.run(inputs)[0]
 
     def run_scored(self, prepared: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Probabilities of several clips' `prepare` outputs in one pass (one extraction, one graph call), each with
-        its windows' clip statistics (what a calibration profile re-standardises; a few ms a batch)."""
-        joined = self.joined_features(prepared)
-        probs, stats = self.infer(joined), clip_stats(joined)
+        """Probabilities of several clips' `prepare` outputs in one pass, each with its windows' clip statistics."""
+        probs, stats = self.run(np.concatenate(prepared) if len(prepared) > 1 else prepared[0])
         return list(zip(split_rows(probs, prepared), split_rows(stats, prepared), strict=True))
-
-    def joined_features(self, prepared: list[np.ndarray]) -> np.ndarray:
-        """Several clips' `prepare` outputs as one feature batch (extracted here when the kind batches them)."""
-        joined = np.concatenate(prepared) if len(prepared) > 1 else prepared[0]
-        return extract(joined, self.params) if self.kind.batch_across_requests else joined
 
     def run_speaker(self, prepared: list[np.ndarray]) -> list[np.ndarray]:
         """Enrolment mode: one speaker's clips (`prepare` outputs) in one pass, each window's model probabilities
@@ -225,22 +203,5 @@ class Predictor(ClipWindows):
         """
         if self.enrolment is None:
             raise ValueError("this model has no enrolment head (enrolment.npz)")
-        joined = self.joined_features(prepared)
-        parts = [len(p) for p in prepared]
-        return speaker_probs(self.enrolment, self.infer(joined), clip_stats(joined), parts)
-
-    def infer_many(self, batches: list[np.ndarray]) -> list[np.ndarray]:
-        """`infer` over several clips' features at once (one graph call); one probability array per clip."""
-        return split_rows(self.infer(np.concatenate(batches) if len(batches) > 1 else batches[0]), batches)
-
-    def infer(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities (n, classes) of a feature batch, through the compiled graph."""
-        features = np.asarray(features, np.float32)
-        top = self.buckets[-1]
-        if len(features) > top:
-            return np.concatenate([self.infer(features[i : i + top]) for i in range(0, len(features), top)])
-        n = len(features)
-        size = next(b for b in self.buckets if b >= n)
-        if size > n:
-            features = np.concatenate([features, np.zeros((size - n, *features.shape[1:]), np.float32)])
-        return self._forward(features).numpy()[:n]
+        probs, stats = self.run(np.concatenate(prepared))
+        return speaker_probs(self.enrolment, probs, stats, [len(p) for p in prepared])

@@ -9,8 +9,8 @@ Endpoints (HTTP POST, multipart upload of field `audio` / `audios`):
 * `/predict_speaker` — several clips (at least the model's `enrolment.clips`) of one speaker, scored in
   enrolment mode: each clip measured against the speaker's mean (`ser.training.enrolment`); per-clip answers
   and their mean. Needs a model trained with `enrolment.head`.
-* `/infer` — log-mel features in, probabilities out, with BentoML adaptive
-  batching (`batchable=True`).
+* `/infer` — the exported graph's input in (the front end's log-mel, `frontend.npz`), probabilities out, with
+  BentoML adaptive batching (`batchable=True`).
 * `/livez`, `/readyz`, `/metrics` — BentoML's own.
 * `/demo/` — a browser page (upload or record, probability bars, emotion over
   time) that calls `/predict` in this same process (`ser.serving.demo`).
@@ -52,7 +52,6 @@ from ser.serving.predictor import Predictor
 from ser.serving.profiles import CalibrationError, Profile, class_subset, pick_profile
 from ser.serving.timeouts import cancel_request_timers
 from ser.serving.uploads import Clip, Limits, SampleBudget, UploadError, decode_upload, header_cost, probe
-from ser.training.stats_head import clip_stats
 
 cancel_request_timers()  # BentoML's per-request timeout timers held each request's objects for 60 s
 MODEL_TAG = os.environ.get("SER_MODEL_TAG", "ser_emotion:latest")
@@ -127,19 +126,21 @@ class EmotionService:
         serve = {**SERVE, **meta.get("serve", {})}
         self.limits = Limits.from_serve(serve)
         self.predictor = Predictor(
-            Path(stored.path), hop_s=float(serve["window_hop_s"]), max_batch=int(serve["max_batch_size"])
+            Path(stored.path),
+            hop_s=float(serve["window_hop_s"]),
+            max_batch=int(serve["max_batch_size"]),
+            precision=str(serve["precision"]),
         )
-        self.batcher = MicroBatcher(self.predictor.run_scored, self.predictor.buckets[-1])
+        self.batcher = MicroBatcher(self.predictor.run_scored, self.predictor.max_batch)
         self.default_classes = list(serve.get("classes") or [])  # the package's subset (serve.classes)
         start_trimming()  # glibc's free pages back to the system every 5 s (ser.serving.malloc)
 
     def _prepare(
         self, audio: Path, budget: SampleBudget | None = None, info: object = None
     ) -> tuple[np.ndarray, list[float], Clip]:
-        """Decode and window (and featurize, for a light feature kind) in the request's own thread."""
+        """Decode, window and run the front end (log-mel) in the request's own thread."""
         clip = decode_upload(audio, self.predictor.params.sample_rate, self.limits, budget, info)
-        prepare = self.predictor.featurize if BATCHING == "bentoml" else self.predictor.prepare  # /infer takes features
-        features, starts = prepare(clip.wave)
+        features, starts = self.predictor.featurize(clip.wave)
         clip.notes.extend(self.predictor.window_notes(clip.wave))
         return features, starts, clip
 
@@ -193,8 +194,8 @@ class EmotionService:
             raise _refuse(err) from None
         if BATCHING == "off":
             probs, stats = (await anyio.to_thread.run_sync(self.predictor.run_scored, [features]))[0]
-        elif BATCHING == "bentoml" and hasattr(self, "to_async"):  # served: through BentoML's dispatcher
-            probs, stats = np.asarray(await self.to_async.infer(features)), clip_stats(features)
+        elif BATCHING == "bentoml" and hasattr(self, "to_async") and asked[0] is None:  # through BentoML's dispatcher
+            probs, stats = np.asarray(await self.to_async.infer(features)), None  # no profile: no statistics needed
         else:
             probs, stats = await self.batcher.submit(features, size=len(features))
         return self._answer(probs, starts, clip, stats, asked)
@@ -269,7 +270,7 @@ class EmotionService:
         batchable=True, max_batch_size=int(SERVE["max_batch_size"]), max_latency_ms=int(SERVE["max_latency_ms"])
     )
     def infer(self, features: Features) -> np.ndarray:
-        """Probabilities (n, classes) for model features (n, frames, channels); adaptively batched.
+        """Probabilities (n, classes) for graph inputs (n, frames, mels): the front end's log-mel; adaptively batched.
 
         Rows of several requests share one call, so a bad value cannot refuse just its own request:
         NaN and values beyond +-1e4 (log-mel is in dB) are clipped into range instead (documented).

