@@ -26,7 +26,7 @@ browser:
 $(VENV)/.installed-$(TF): $(LOCK) pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check "uv>=0.8,<1"
-	$(VENV)/bin/uv pip install -q --python $(PY) -r $(LOCK)
+	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(PY) -r $(LOCK)  # bytecode now: every later start reads it
 	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
 	$(PY) -m scripts.warm_numba_cache  # one process fills librosa's numba cache (parallel first imports can corrupt it)
 	touch $@

@@ -43,7 +43,7 @@ def measure_cost(params, runs: list[dict], model_dir: Path, corpus_dir: Path, cl
     """
     from bench.features_bench import feature_throughput
     from ser.audio import fixed_window, load_audio
-    from ser.features import extract
+    from ser.serving.export import export_model
     from ser.serving.predictor import Predictor
 
     f = params.features
@@ -60,6 +60,7 @@ def measure_cost(params, runs: list[dict], model_dir: Path, corpus_dir: Path, cl
         "train_windows": runs[0]["train_windows"],
     }
     cost["model_parameters"] = runs[0]["params"]
+    export_model(model_dir, windows[:16], [str(p) for p in paths[:16]])  # what serving runs, checked on these
     predictor = Predictor(model_dir, max_batch=32)
     single = []
     for wave in waves[:64]:
@@ -71,7 +72,7 @@ def measure_cost(params, runs: list[dict], model_dir: Path, corpus_dir: Path, cl
     for _ in range(5):
         t0 = time.perf_counter()
         for i in range(0, len(windows), 32):
-            predictor.infer(extract(windows[i : i + 32], f))
+            predictor.infer(predictor.frontend(windows[i : i + 32]))
         batched.append((time.perf_counter() - t0) / len(windows))
     cost["inference_ms_per_clip"] = {
         "single": 1e3 * float(np.median(single)),

@@ -16,7 +16,8 @@ Variants: `batched` (EmotionService, in-process batching), `unbatched`
 (`batched` without giving glibc's free pages back every 5 s: SER_MALLOC_TRIM_S=0), `batched-trim-1s`
 (every second), `batched-bentoml-timers`
 (`batched` with BentoML's own request timers, which hold each request for 60 s: `ser.serving.timeouts`),
-`bentoml-adaptive` (a self-call through the adaptively batched `/infer`) and
+`bentoml-adaptive` (a self-call through the adaptively batched `/infer`), `batched-int8` (`batched` on
+model.int8.onnx: SER_PRECISION=int8) and
 `naive` (`bench.naive_service`: decode, `logmel`, Keras `model.predict` per
 request, the way a first service would be written).
 
@@ -68,6 +69,7 @@ VARIANTS = {
     "batched-no-trim": ("ser.serving.service:EmotionService", {"SER_BATCHING": "inprocess", "SER_MALLOC_TRIM_S": "0"}),
     "batched-trim-1s": ("ser.serving.service:EmotionService", {"SER_BATCHING": "inprocess", "SER_MALLOC_TRIM_S": "1"}),
     "bentoml-adaptive": ("ser.serving.service:EmotionService", {"SER_BATCHING": "bentoml"}),
+    "batched-int8": ("ser.serving.service:EmotionService", {"SER_BATCHING": "inprocess", "SER_PRECISION": "int8"}),
     "naive": ("bench.naive_service:NaiveService", {}),
 }
 

@@ -27,10 +27,11 @@ class Graph:
         self.nodes: list[Any] = []
         self.constants: list[Any] = []
         self.count = 0
+        self.scope = ""  # a prefix of the names added from now on (e.g. "encoder/"): a profile groups time by it
 
     def name(self, hint: str) -> str:
         self.count += 1
-        return f"{hint}_{self.count}"
+        return f"{self.scope}{hint}_{self.count}"
 
     def const(self, value, hint: str = "const") -> str:
         """A constant (float arrays stored as float32, integer ones as int64)."""
@@ -47,7 +48,7 @@ class Graph:
         from onnx import helper
 
         names = [self.name(op_type.lower()) for _ in range(outputs)]
-        self.nodes.append(helper.make_node(op_type, inputs, names, **attrs))
+        self.nodes.append(helper.make_node(op_type, inputs, names, name=names[0], **attrs))
         return names
 
     def op(self, op_type: str, *inputs: str, **attrs) -> str:
@@ -83,8 +84,9 @@ class Graph:
 
     def gelu(self, x: str) -> str:
         """0.5 x (1 + erf(x / sqrt 2)), Whisper's GELU (onnxruntime fuses the pattern into one kernel)."""
-        erf = self.op("Erf", self.op("Mul", x, self.const(np.float32(1 / np.sqrt(2)))))
-        return self.op("Mul", self.op("Mul", x, self.const(np.float32(0.5))), self.op("Add", erf, self.const(1.0)))
+        # in the order onnxruntime's GeluFusion matches (x / sqrt 2, Erf, + 1, x *, * 0.5): one Gelu kernel
+        erf = self.op("Erf", self.op("Div", x, self.const(np.float32(np.sqrt(2)))))
+        return self.op("Mul", self.op("Mul", x, self.op("Add", erf, self.const(1.0))), self.const(np.float32(0.5)))
 
     def model(self, inputs: list[tuple[str, list]], outputs: list[str], metadata: dict[str, str] | None = None):
         """The `onnx.ModelProto` (checked): float32 inputs of the given shapes (str: a symbolic dimension), outputs

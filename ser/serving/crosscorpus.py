@@ -5,7 +5,7 @@ header naming path and emotion, other columns ignored), or a header-less TSV of
 `relative path <TAB> emotion`; emotions ours (neutral, calm, happy, sad, angry,
 fearful, disgust, surprised) or mapped onto ours (`--map anger=angry`). Each clip
 goes through the serving path (`Predictor`: the training window, or windows every
-`hop_s` for longer clips, `features.extract`, the model); clips labelled with a
+`hop_s` for longer clips, the front end, the exported model.onnx); clips labelled with a
 class the model does not know are left out and counted, and classes absent from
 the corpus are left out of UAR and macro-F1.
 `--classes own` answers only the corpus's own classes (renormalised); `--calibrate N` first calibrates on N

@@ -158,6 +158,8 @@ class Predictor(ClipWindows):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or int(os.environ.get("SER_THREADS", 0)) or os.cpu_count() or 1
         options.inter_op_num_threads = 1
+        # no spin-waiting between calls: the request threads (decode, front end, HTTP) need those cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         gpu = "CUDAExecutionProvider" in ort.get_available_providers()  # TF=gpu installs onnxruntime-gpu
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpu else ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(str(graph), options, providers=providers)

@@ -12,8 +12,7 @@ Endpoints (HTTP POST, multipart upload of field `audio` / `audios`):
 * `/infer` — the exported graph's input in (the front end's log-mel, `frontend.npz`), probabilities out, with
   BentoML adaptive batching (`batchable=True`).
 * `/livez`, `/readyz`, `/metrics` — BentoML's own.
-* `/demo/` — a browser page (upload or record, probability bars, emotion over
-  time) that calls `/predict` in this same process (`ser.serving.demo`).
+* `/demo/` — a browser page (upload or record, probability bars, emotion over time) calling `/predict`.
 
 Bad input answers a 4xx, never a 5xx, in one shape, `{"error": message, "code": code}`
 (`ser.serving.errors.CODES` lists the codes), logged as one line; the upload gate
@@ -56,6 +55,7 @@ from ser.serving.uploads import Clip, Limits, SampleBudget, UploadError, decode_
 cancel_request_timers()  # BentoML's per-request timeout timers held each request's objects for 60 s
 MODEL_TAG = os.environ.get("SER_MODEL_TAG", "ser_emotion:latest")
 BATCHING = os.environ.get("SER_BATCHING", "inprocess")
+PRECISION = os.environ.get("SER_PRECISION")  # fp32 | int8: overrides the packaged serve.precision (benchmarks)
 MODEL_REF = bentoml.models.BentoModel(MODEL_TAG)
 SERVE = serve_config(MODEL_REF)
 INPUT_SHAPE = input_shape(MODEL_REF)
@@ -129,7 +129,7 @@ class EmotionService:
             Path(stored.path),
             hop_s=float(serve["window_hop_s"]),
             max_batch=int(serve["max_batch_size"]),
-            precision=str(serve["precision"]),
+            precision=PRECISION or str(serve["precision"]),
         )
         self.batcher = MicroBatcher(self.predictor.run_scored, self.predictor.max_batch)
         self.default_classes = list(serve.get("classes") or [])  # the package's subset (serve.classes)

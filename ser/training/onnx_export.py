@@ -185,9 +185,12 @@ def inference_graph(model, params: FeatureParams, metadata: dict[str, str] | Non
     kind = feature_kind(params.kind)
     frames, mels = kind.frontend(params).shape
     g = Graph()
+    g.scope = "front/"  # the kind's arithmetic: for whisper_base, the encoder
     feats = kind.onnx_front(g, INPUT, params)
     if params.frame_norm:
         feats = g.frame_norm(feats, FRAME_NORM_EPSILON)
+    g.scope = "model/"
     g.output(model_ops(g, model, feats), PROBABILITIES)
+    g.scope = "stats/"
     g.output(g.time_stats(feats), STATS)
     return g.model([(INPUT, ["batch", frames, mels])], [PROBABILITIES, STATS], metadata)

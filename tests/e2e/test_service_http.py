@@ -60,7 +60,7 @@ def test_a_profile_and_a_class_subset_round_trip_through_package_and_service(
     from ser.serving.predict import predict_local
 
     (tmp_path / "clip.wav").write_bytes(wav_bytes(1.0))
-    local = predict_local([tmp_path / "clip.wav"], home[0].parent / "models", engine="tensorflow", profile="studio")
+    local = predict_local([tmp_path / "clip.wav"], home[0].parent / "models", profile="studio")
     asked = {"profile": "studio", "classes": "sad,neutral"}
     files = {"audio": ("clip.wav", wav_bytes(1.0), "audio/wav")}
     plain = requests.post(f"{server}/predict", files=files, timeout=60).json()
