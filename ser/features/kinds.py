@@ -60,9 +60,6 @@ class FeatureKind(ABC):
     """What one `features.kind` owns. Subclass it in the kind's module and list it in `KINDS`."""
 
     name: str = ""
-    # True when extraction is heavy and cheaper per window in batches (an encoder): the service then runs it in
-    # its batcher, over several requests' windows at once, instead of in each request's own thread.
-    batch_across_requests: bool = False
 
     def check(self, params: FeatureParams) -> None:  # noqa: B027 - optional hook: most kinds accept any params
         """Raise ValueError, naming the key, for `features` params this kind cannot use."""

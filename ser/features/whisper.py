@@ -198,10 +198,6 @@ class WhisperBase(FeatureKind):
         if sorted(set(layers)) != layers or not 0 <= layers[0] <= layers[-1] <= 6:
             raise ValueError(f"whisper_layers: distinct layers 0-6 in increasing order, got {layers}")
 
-    # The encoder is heavy and faster per window in batches: the service runs it over several requests'
-    # windows at once (ser.serving.predictor), not in each request's thread.
-    batch_across_requests = True
-
     def extract(self, waves: np.ndarray, params: FeatureParams) -> np.ndarray:
         return encoder_states(waves, params)
 

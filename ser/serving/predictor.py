@@ -176,8 +176,6 @@ class Predictor(ClipWindows):
         chunks = [self.frontend(batch[i : i + FRONTEND_CHUNK]) for i in range(0, len(batch), FRONTEND_CHUNK)]
         return np.concatenate(chunks), starts
 
-    prepare = featurize  # what `run_scored` takes for one clip: computed in the request's own thread
-
     def run(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities, clip statistics) of a batch of graph inputs, `max_batch` windows per call."""
         inputs = np.asarray(inputs, np.float32)
@@ -192,12 +190,12 @@ class Predictor(ClipWindows):
         return self.run(inputs)[0]
 
     def run_scored(self, prepared: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Probabilities of several clips' `prepare` outputs in one pass, each with its windows' clip statistics."""
+        """Probabilities of several clips' `featurize` outputs in one pass, each with its windows' clip statistics."""
         probs, stats = self.run(np.concatenate(prepared) if len(prepared) > 1 else prepared[0])
         return list(zip(split_rows(probs, prepared), split_rows(stats, prepared), strict=True))
 
     def run_speaker(self, prepared: list[np.ndarray]) -> list[np.ndarray]:
-        """Enrolment mode: one speaker's clips (`prepare` outputs) in one pass, each window's model probabilities
+        """Enrolment mode: one speaker's clips (`featurize` outputs) in one pass, each window's model probabilities
         averaged with the enrolment head's on its statistics minus the speaker's mean (`speaker_probs`).
 
         Raises:
