@@ -10,13 +10,13 @@ growth per request under load, and the server CPU-seconds of the heaviest
 requests the limits accept (a 60 s 48 kHz stereo clip; a batch at the
 per-request sample budget) against a normal one; then the throughput ratios.
 
-Variants: `batched` (EmotionService, in-process batching), `unbatched`
+Variants: `batched` (EmotionService, its fair in-process batcher), `unbatched`
 (EmotionService, SER_BATCHING=off: one compiled-graph call per request), `batched-glibc-arenas`
 (`batched` with glibc's default malloc arenas: SER_MALLOC_ARENAS=0, `ser.serving.malloc`), `batched-no-trim`
 (`batched` without giving glibc's free pages back every 5 s: SER_MALLOC_TRIM_S=0), `batched-trim-1s`
 (every second), `batched-bentoml-timers`
 (`batched` with BentoML's own request timers, which hold each request for 60 s: `ser.serving.timeouts`),
-`bentoml-adaptive` (a self-call through the adaptively batched `/infer`), `batched-int8` (`batched` on
+`batched-int8` (`batched` on
 model.int8.onnx: SER_PRECISION=int8) and
 `naive` (`bench.naive_service`: decode, `logmel`, Keras `model.predict` per
 request, the way a first service would be written).
@@ -68,7 +68,6 @@ VARIANTS = {
     ),
     "batched-no-trim": ("ser.serving.service:EmotionService", {"SER_BATCHING": "inprocess", "SER_MALLOC_TRIM_S": "0"}),
     "batched-trim-1s": ("ser.serving.service:EmotionService", {"SER_BATCHING": "inprocess", "SER_MALLOC_TRIM_S": "1"}),
-    "bentoml-adaptive": ("ser.serving.service:EmotionService", {"SER_BATCHING": "bentoml"}),
     "batched-int8": ("ser.serving.service:EmotionService", {"SER_BATCHING": "inprocess", "SER_PRECISION": "int8"}),
     "naive": ("bench.naive_service:NaiveService", {}),
 }

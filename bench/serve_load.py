@@ -38,8 +38,9 @@ def cpu_s(pid: int) -> float:
     return sum(sum(p.cpu_times()[:2]) for p in _tree(pid))
 
 
-async def drive(url: str, data: bytes, seconds: float, concurrency: int) -> dict:
-    """`concurrency` clients posting back to back for `seconds`; latencies (ms), count and errors."""
+async def drive(url: str, data: bytes, seconds: float, concurrency: int, timeout: float = 60.0) -> dict:
+    """`concurrency` clients posting back to back for `seconds`; latencies (ms), count and errors (a request
+    unanswered after `timeout` s is one)."""
     import aiohttp
 
     latencies: list[float] = []
@@ -57,13 +58,13 @@ async def drive(url: str, data: bytes, seconds: float, concurrency: int) -> dict
                     if resp.status != 200:
                         errors.append(str(resp.status))
                         continue
-            except aiohttp.ClientError as err:
+            except (aiohttp.ClientError, TimeoutError) as err:
                 errors.append(type(err).__name__)
                 continue
             latencies.append((time.perf_counter() - t0) * 1000)
 
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
         t0 = time.perf_counter()
         await asyncio.gather(*(client(session) for _ in range(concurrency)))
         elapsed = time.perf_counter() - t0

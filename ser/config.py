@@ -230,7 +230,11 @@ class ServeParams(_Strict):
     max_duration_s: float = Field(60.0, gt=0)
     window_hop_s: float = Field(1.75, gt=0)
     max_batch_size: int = Field(32, ge=1)
-    max_latency_ms: int = Field(20, ge=1)
+    max_latency_ms: int = Field(20, ge=1)  # a model call waits this long for new requests beside long ones' windows
+    window_quota: int = Field(1, ge=1)  # windows of one request in a model call while other requests wait
+    max_queued_windows: int = Field(256, ge=1)  # admitted work not yet scored, in windows; past it: 503 overloaded
+    read_timeout_s: float = Field(10.0, gt=0)  # a request's head, and each read of its body, within this or 408
+    max_uploads: int = Field(256, ge=1)  # upload bodies being read at once; past it the idlest is dropped, or 503
     max_batch_files: int = Field(64, ge=1)  # files one /predict_batch request may hold
     max_samples_per_file: int = Field(5_760_000, ge=1)  # decoding cost, s x rate x channels: 60 s of 48 kHz stereo
     max_samples_per_request: int = Field(23_040_000, ge=1)

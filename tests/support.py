@@ -48,6 +48,10 @@ SERVE = {
     "window_hop_s": 0.5,
     "max_batch_size": 8,
     "max_latency_ms": 50,
+    "window_quota": 1,
+    "max_queued_windows": 40,  # two 10 s clips at hop 0.5 s: 38 windows
+    "read_timeout_s": 3,
+    "max_uploads": 4,
     "max_batch_files": 8,
     "max_samples_per_file": 1_000_000,
     "max_samples_per_request": 2_000_000,
@@ -350,3 +354,18 @@ class Served:
                 break
             except subprocess.TimeoutExpired:
                 continue
+
+
+def riff_wav(seconds: float = 0.5, rate: int = 16000, data_chunks: int = 1, header_rate: int | None = None) -> bytes:
+    """A 16-bit mono WAV built by hand: `data_chunks` copies of the tone's data chunk, the fmt chunk stating
+    `header_rate` (default `rate`), e.g. 0."""
+    pcm = (tone(seconds, rate)[:, 0] * 32767).astype("<i2").tobytes()
+    stated = rate if header_rate is None else header_rate
+    fmt = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, stated, stated * 2, 2, 16)
+    body = b"WAVE" + fmt + (struct.pack("<4sI", b"data", len(pcm)) + pcm) * data_chunks
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def id3_tag(size: int = 100) -> bytes:
+    """An ID3v2.4 tag of `size` bytes of padding (its size is syncsafe: 7 bits a byte)."""
+    return b"ID3\x04\x00\x00" + bytes((size >> shift) & 0x7F for shift in (21, 14, 7, 0)) + b"\0" * size

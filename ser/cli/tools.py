@@ -110,7 +110,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port.")] = 3000,
     model_tag: Annotated[str, typer.Option(help="Model in the BentoML store.")] = "ser_emotion:latest",
-    batching: Annotated[str, typer.Option(help="inprocess | bentoml | off")] = "inprocess",
+    batching: Annotated[str, typer.Option(help="inprocess (fair batching) | off (each request alone)")] = "inprocess",
 ) -> None:
     """Serve the packaged model over HTTP (bentoml serve ser.serving.service:EmotionService)."""
     os.environ.update(SER_MODEL_TAG=model_tag, SER_BATCHING=batching)

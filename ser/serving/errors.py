@@ -26,8 +26,26 @@ from ser.serving.codes import CODES
 # under "bentoml" so the server's own log configuration (handler, level, format) prints it
 LOG = logging.getLogger("bentoml.ser_serving")
 
-_BY_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 422: "invalid_input"}
+_BY_STATUS = {
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "timeout",
+    413: "too_large",
+    416: "bad_range",
+    422: "invalid_input",
+    429: "overloaded",
+    503: "overloaded",
+}
 _TAGGED = re.compile(r"^\[([a-z_]+)\] (.*)$", re.DOTALL)
+_RETRY = re.compile(r"retry after (\d+) s")
+
+
+def retry_after(code: str, message: str) -> list[tuple[bytes, bytes]]:
+    """The Retry-After header of an `overloaded` answer (the seconds its message names; else 1), or none."""
+    if code != "overloaded":
+        return []
+    found = _RETRY.search(message)
+    return [(b"retry-after", (found.group(1) if found else "1").encode())]
 
 
 class ClientError(BentoMLException):
@@ -36,7 +54,9 @@ class ClientError(BentoMLException):
     def __init__(self, code: str, message: str, status: int | None = None) -> None:
         super().__init__(f"[{code}] {message}")  # BentoML renders str(exc); ErrorShape reads the tag back
         self.code, self.message = code, message  # after super(), which sets .message to the tagged text
-        self.error_code = HTTPStatus(status or CODES[code][0])
+        # BentoML hides a 5xx exception's message (and logs a traceback): `overloaded` travels as 429 and leaves as
+        # its 503 (ErrorShape)
+        self.error_code = HTTPStatus(min(status or CODES[code][0], 429))
 
 
 def error_body(message: str, code: str) -> bytes:
@@ -44,8 +64,14 @@ def error_body(message: str, code: str) -> bytes:
     return json.dumps({"error": message, "code": code}).encode()
 
 
+def public_status(code: str, status: int) -> int:
+    """The status a client sees: `overloaded` travels inside the app as 429 (see ClientError) and leaves as 503."""
+    return CODES[code][0] if code == "overloaded" else status
+
+
 def client_line(status: int, code: str, method: str, path: str, message: str) -> None:
     """Log a client error as one line."""
+    status = public_status(code, status)
     LOG.info("client error %d %s on %s %s: %s", status, code, method, path, message[:300])
 
 
@@ -55,6 +81,7 @@ async def reply(send: Any, status: int, code: str, message: str, scope: dict | N
         client_line(status, code, scope.get("method", "?"), scope.get("path", "?"), message)
     body = error_body(message, code)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += retry_after(code, message) + ([(b"connection", b"close")] if status == 408 else [])
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -106,10 +133,13 @@ class ErrorShape:
             if message.get("more_body") and sum(map(len, chunks)) < self.max_error_bytes:
                 return None
             text, code = reshape(held["status"], b"".join(chunks))
+            status = public_status(code, held["status"])
             body = error_body(text, code)
-            keep = [(k, v) for k, v in held.get("headers", []) if k.lower() not in (b"content-length", b"content-type")]
+            dropped = (b"content-length", b"content-type", b"retry-after")
+            keep = [(k, v) for k, v in held.get("headers", []) if k.lower() not in dropped]
             headers = [*keep, (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            await send({"type": "http.response.start", "status": held["status"], "headers": headers})
+            headers += retry_after(code, text)
+            await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             held = None
             chunks.clear()
@@ -131,7 +161,7 @@ class ClientErrorLog(logging.Filter):
             message, code = str(exc).splitlines()[0], "invalid_input"
         else:  # another BentoML 4xx
             message, code = reshape(int(getattr(exc, "error_code", 400)), json.dumps({"error": str(exc)}).encode())
-        status = int(getattr(exc, "error_code", 400))
+        status = public_status(code, int(getattr(exc, "error_code", 400)))
         path, method = record.args[:2] if isinstance(record.args, tuple) and len(record.args) >= 2 else ("?", "?")
         record.levelno, record.levelname = logging.INFO, "INFO"
         record.msg, record.args = "client error %d %s on %s %s: %s", (status, code, method, path, message[:300])

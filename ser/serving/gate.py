@@ -1,15 +1,15 @@
-"""The upload gate: what reaches BentoML's form parser is small, well formed and already counted.
+"""The upload gate: every request body is capped and read against a clock; uploads are bounded and canonical.
 
-`UploadGate` is a pure ASGI middleware in front of the upload endpoints. It refuses on the
-declared `Content-Length` before reading a byte, then streams the body through a multipart
-parser (python-multipart, the parser Starlette itself uses) and writes a *canonical* copy of
-the form to a spooled temporary file (memory up to 1 MiB, then disk): a fresh random boundary,
-one `Content-Disposition` per part with a short safe file name (`0.wav`, `1.flac`...), the
-client's bytes untouched. So odd or 300-byte file names, bare CRs, a second `audio` part or
-1001 parts never reach Starlette or BentoML (whose errors for those are 500s); the client's
-own names travel in `scope["state"]["upload_names"]` for error messages. Bytes in flight
-downstream are capped (`max_inflight_bytes`), so concurrent big uploads wait, not pile up.
-`serve_config` reads the `serve` limits packaging stored in the model's metadata.
+`UploadGate` is a pure ASGI middleware in front of the whole app. It refuses on the declared `Content-Length`
+before reading a byte, and every read of a body must bring bytes within `read_timeout` (else 408 `timeout`, and
+the connection closes): a client that sends headers and never the body holds a coroutine for seconds, not a slot
+for good. Upload bodies (the form endpoints) are read into a canonical copy (`ser.serving.forms`) before anything
+downstream runs, at most `max_uploads` at once, a slot taken with the first body bytes (a head alone holds none):
+when all are taken, the upload idle longest (over one second) is dropped with 408 to make room, else the newcomer
+gets 503 `overloaded` with Retry-After; so slow uploads cannot deny service to fast ones. Bytes in flight
+downstream are capped (`max_inflight_bytes`), so concurrent big uploads wait, not pile up. `/infer` takes JSON
+only; `GET /demo` redirects to the relative `/demo/` (never to the client's Host). `serve_config` reads the
+`serve` limits packaging stored in the model.
 
     EmotionService.add_asgi_middleware(UploadGate, max_bytes=20 * 2**20, forms={"/predict": ("audio", 1)})
 """
@@ -17,22 +17,19 @@ downstream are capped (`max_inflight_bytes`), so concurrent big uploads wait, no
 from __future__ import annotations
 
 import asyncio
-import logging
-import secrets
-import tempfile
-from pathlib import Path, PurePosixPath
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import parse_options_header
 
 from ser.config import ServeParams
 from ser.serving.errors import ClientError, reply
+from ser.serving.forms import CanonicalForm
 
 CHUNK = 1 << 16
-# python-multipart warns per malformed header; the gate's refusal already logs that request's one line
-logging.getLogger("python_multipart.multipart").setLevel(logging.ERROR)
-_SAFE_EXT = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+EVICTABLE_IDLE_S = 1.0  # an upload this long without a byte may be dropped when a newcomer finds no free slot
 
 
 def serve_config(model_ref: Any) -> dict:
@@ -57,114 +54,26 @@ def input_shape(model_ref: Any) -> tuple[int, ...] | None:
         return None
 
 
-def safe_name(index: int, filename: str) -> str:
-    """A short file name that keeps a plain extension of the client's name (`3.wav`)."""
-    ext = PurePosixPath(filename.replace("\\", "/")).suffix.lower()[1:9]
-    return f"{index}.{ext}" if ext and set(ext) <= _SAFE_EXT else f"{index}.audio"
+@dataclass
+class _Upload:
+    """An upload body being read: when its last bytes came, and the clock its current read runs against."""
 
-
-class CanonicalForm:
-    """Parse a multipart body chunk by chunk and write its canonical copy to a spooled file.
-
-    Raises `ClientError` (bad_form, too_many_files) as soon as a part breaks the rules.
-    """
-
-    def __init__(self, boundary: bytes, field: str, max_files: int) -> None:
-        self.field, self.max_files = field, max_files
-        self.boundary = f"ser-{secrets.token_hex(16)}".encode()
-        self.out = tempfile.SpooledTemporaryFile(max_size=1 << 20)  # noqa: SIM115 - handed to the replay
-        self.names: list[str] = []
-        self.done = False
-        self._header: list[bytes] = [b"", b""]
-        self._headers: dict[bytes, bytes] = {}
-        callbacks = {
-            "on_part_begin": self._part_begin,
-            "on_header_field": lambda d, s, e: self._add(0, d[s:e]),
-            "on_header_value": lambda d, s, e: self._add(1, d[s:e]),
-            "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished,
-            "on_part_data": lambda d, s, e: self.out.write(d[s:e]),
-            "on_part_end": lambda: self.out.write(b"\r\n"),
-            "on_end": self._end,
-        }
-        self.parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
-
-    def close(self) -> None:
-        """Close the spooled copy and drop the parser, whose callbacks refer back to this form: a reference
-        cycle that would otherwise wait for a full garbage collection (rare beside TensorFlow's large heap)."""
-        self.out.close()
-        self.parser = None  # type: ignore[assignment]
-
-    def _add(self, which: int, data: bytes) -> None:
-        self._header[which] += data
-        if len(self._header[which]) > 8192:
-            raise ClientError("bad_form", "a multipart header is longer than 8 KiB")
-
-    def _part_begin(self) -> None:
-        self._headers = {}
-
-    def _header_end(self) -> None:
-        self._headers[self._header[0].strip().lower()] = self._header[1].strip()
-        self._header = [b"", b""]
-
-    def _headers_finished(self) -> None:
-        expect = f"send multipart/form-data with the audio file in field `{self.field}`"
-        disposition = self._headers.get(b"content-disposition")
-        if disposition is None:
-            raise ClientError("bad_form", f"a form part without a Content-Disposition header: {expect}")
-        if any(c in disposition for c in (b"\r", b"\n", b"\0")):
-            raise ClientError("bad_form", f"a part's Content-Disposition holds a control character: {expect}")
-        _, options = parse_options_header(disposition)
-        name = options.get(b"name", b"").decode("utf-8", "replace")
-        if name != self.field:
-            raise ClientError("bad_form", f"unexpected form field `{name[:100]}`: {expect}")
-        filename = options.get(b"filename")
-        if filename is None:
-            raise ClientError("bad_form", f"field `{self.field}` holds text, not a file: {expect}")
-        if len(self.names) >= self.max_files:
-            one = self.max_files == 1
-            hint = "; send several files to /predict_batch" if one else " (serve.max_batch_files)"
-            status = 400 if one else 413
-            got = "more than one file" if one else f"more than {self.max_files} files"
-            raise ClientError("too_many_files", f"{got} in `{self.field}`; the limit is {self.max_files}{hint}", status)
-        client = filename.decode("utf-8", "replace")
-        self.names.append(client)
-        head = (
-            f'--{self.boundary.decode()}\r\nContent-Disposition: form-data; name="{self.field}"; '
-            f'filename="{safe_name(len(self.names) - 1, client)}"\r\nContent-Type: application/octet-stream\r\n\r\n'
-        )
-        self.out.write(head.encode())
-
-    def _end(self) -> None:
-        self.out.write(b"--" + self.boundary + b"--\r\n")
-        self.done = True
-
-    def feed(self, chunk: bytes) -> None:
-        """Parse one chunk of the body."""
-        try:
-            self.parser.write(chunk)
-        except ClientError:
-            raise
-        except MultipartParseError as err:
-            raise ClientError("bad_form", f"malformed multipart body ({err})") from None
-
-    def finish(self) -> None:
-        """Check the body was complete and held a file; rewind the copy for the replay."""
-        if not self.done:
-            raise ClientError("bad_form", "the multipart body ends before its closing boundary")
-        if not self.names:
-            raise ClientError("bad_form", f"no file in the form: send the audio file in field `{self.field}`")
-        self.out.seek(0)
+    last: float
+    deadline: asyncio.Timeout | None = None
+    dropped: bool = False
 
 
 class UploadGate:
-    """ASGI middleware: byte cap for every request, canonical forms for the upload endpoints.
+    """ASGI middleware: byte cap and read timeouts for every request, bounded canonical uploads.
 
     Args:
         app: the wrapped ASGI app.
         max_bytes: the upload cap; bodies may be up to `slack` bytes larger (the multipart envelope).
         forms: upload endpoint -> (file field, most files), e.g. {"/predict": ("audio", 1)}.
+        read_timeout: seconds each read of a body may wait for bytes.
+        max_uploads: upload bodies read at once.
         max_inflight_bytes: canonical bodies being handled downstream at once, at most (others wait).
+        json_routes: routes that take a JSON body only.
     """
 
     def __init__(
@@ -172,26 +81,70 @@ class UploadGate:
         app: Any,
         max_bytes: int,
         forms: dict[str, tuple[str, int]] | None = None,
+        read_timeout: float = 10.0,
+        max_uploads: int = 256,
         slack: int = 2**16,
         max_inflight_bytes: int = 256 * 2**20,
+        json_routes: tuple[str, ...] = (),
     ) -> None:
         self.app, self.max_bytes, self.limit = app, max_bytes, max_bytes + slack
-        self.forms = forms or {}
+        self.forms, self.json_routes = forms or {}, json_routes
+        self.read_timeout, self.max_uploads = read_timeout, max(1, max_uploads)
+        self.uploads: dict[int, _Upload] = {}
         self.max_inflight, self.inflight = max(max_inflight_bytes, self.limit), 0
         self._room = asyncio.Condition()
 
     def _too_large(self, size: int | None) -> ClientError:
-        got = f"{size / 2**20:.2f} MiB" if size is not None else "more"
-        cap = self.max_bytes / 2**20
-        return ClientError(
-            "too_large", f"request body of {got} is over the {cap:g} MiB upload cap; send a smaller file"
-        )
+        cap = f"the {self.max_bytes / 2**20:g} MiB upload cap"
+        if size is None:  # a body without a Content-Length: counted as it came
+            return ClientError("too_large", f"the request body passed {cap} before it ended; send a smaller file")
+        return ClientError("too_large", f"request body of {size / 2**20:.2f} MiB is over {cap}; send a smaller file")
+
+    async def _read(self, receive: Any, upload: _Upload | None = None) -> dict:
+        """One body message within the read timeout (408 `timeout` otherwise, or when dropped for room)."""
+        try:
+            async with asyncio.timeout(self.read_timeout) as deadline:
+                if upload is not None:
+                    if upload.dropped:
+                        deadline.reschedule(-1)
+                    upload.deadline = deadline
+                message = await receive()
+        except TimeoutError:
+            why = (
+                "dropped to make room: the upload sent nothing for over 1 s while every upload slot was taken"
+                if upload is not None and upload.dropped
+                else f"no bytes of the request body for {self.read_timeout:g} s (serve.read_timeout_s)"
+            )
+            raise ClientError("timeout", f"{why}; send the body at once", 408) from None
+        if upload is not None:
+            upload.deadline, upload.last = None, time.monotonic()
+        return message
+
+    def _admit_upload(self) -> _Upload:
+        """A slot for an upload body: a free one, or the idlest upload's (dropped), or 503 `overloaded`."""
+        now = time.monotonic()
+        if len(self.uploads) >= self.max_uploads:
+            idlest = min(self.uploads.values(), key=lambda u: u.last)
+            if now - idlest.last < EVICTABLE_IDLE_S or idlest.dropped:
+                raise ClientError(
+                    "overloaded",
+                    f"{len(self.uploads)} uploads are being received, the most at once (serve.max_uploads); "
+                    "retry after 1 s",
+                    503,
+                )
+            idlest.dropped = True
+            if idlest.deadline is not None:
+                idlest.deadline.reschedule(-1)  # its pending read ends now, as a 408
+        upload = _Upload(now)
+        self.uploads[id(upload)] = upload
+        return upload
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length", b"").strip()
+        path, method = scope.get("path"), scope.get("method")
         try:
             if length and (not length.isdigit() or int(length) > self.limit):
                 raise (
@@ -201,7 +154,17 @@ class UploadGate:
                         "bad_form", f"Content-Length {length[:40].decode('latin-1')!r} is not a byte count"
                     )
                 )
-            if scope.get("method") == "POST" and scope.get("path") in self.forms:
+            if path == "/demo" and method in ("GET", "HEAD"):  # relative: the client's Host is never echoed
+                query = scope.get("query_string") or b""
+                location = b"/demo/" + (b"?" + query if query else b"")
+                await send({"type": "http.response.start", "status": 308, "headers": [(b"location", location)]})
+                return await send({"type": "http.response.body", "body": b""})
+            if method == "POST" and path in self.json_routes:
+                kind, _ = parse_options_header(headers.get(b"content-type", b""))
+                if kind != b"application/json":
+                    shown = headers.get(b"content-type", b"")[:80].decode("latin-1") or "none"
+                    raise ClientError("invalid_input", f"content type {shown!r}: {path} takes application/json")
+            if method == "POST" and path in self.forms:
                 return await self._form(scope, receive, send, headers.get(b"content-type", b""))
         except ClientError as err:
             return await reply(send, err.error_code.value, err.code, err.message, scope)
@@ -209,7 +172,7 @@ class UploadGate:
 
         async def capped_receive() -> dict:
             nonlocal seen
-            message = await receive()
+            message = await self._read(receive)
             seen += len(message.get("body", b""))
             if seen > self.limit:
                 raise self._too_large(None)  # BentoML answers it as a 413 in the one shape
@@ -225,19 +188,24 @@ class UploadGate:
             raise ClientError(
                 "bad_form", f"content type {shown!r}: send multipart/form-data with the file in `{field}`"
             )
-        form, size, more = CanonicalForm(options[b"boundary"], field, max_files), 0, True
+        form, size, more, upload = CanonicalForm(options[b"boundary"], field, max_files), 0, True, None
         try:
-            while more:
-                message = await receive()
-                if message["type"] != "http.request":
-                    return None  # the client went away
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > self.limit:
-                    raise self._too_large(None)
-                form.feed(chunk)
-                more = message.get("more_body", False)
-            form.finish()
+            try:
+                while more:
+                    message = await self._read(receive, upload)
+                    if message["type"] != "http.request":
+                        return None  # the client went away
+                    upload = upload or self._admit_upload()  # a slot from the first body bytes: heads alone hold none
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.limit:
+                        raise self._too_large(None)
+                    form.feed(chunk)
+                    more = message.get("more_body", False)
+                form.finish()
+            finally:
+                if upload is not None:
+                    del self.uploads[id(upload)]  # the body is read (or refused): the slot is free
             await self._forward(scope, receive, send, form, size)
         finally:
             form.close()

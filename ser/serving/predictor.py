@@ -67,6 +67,13 @@ class ClipWindows:
         step = max(1, int(round(self.hop_s * p.sample_rate)))
         return batch, [i * step / p.sample_rate for i in range(len(batch))]
 
+    def window_count(self, seconds: float) -> int:
+        """How many windows `windows` makes of a clip lasting `seconds` (at most: a late start can save one)."""
+        p = self.params
+        n, length = round(seconds * p.sample_rate), round(p.duration * p.sample_rate)
+        step = max(1, int(round(self.hop_s * p.sample_rate)))
+        return 1 if n <= length else -(-(n - length + step) // step)
+
     def start(self, wave: np.ndarray) -> float:
         """Where a clip's one window starts: as in training (`ser.audio.window_start`); with `align: fixed`, at 0
         when the whole clip fits the window."""
@@ -195,13 +202,17 @@ class Predictor(ClipWindows):
         return list(zip(split_rows(probs, prepared), split_rows(stats, prepared), strict=True))
 
     def run_speaker(self, prepared: list[np.ndarray]) -> list[np.ndarray]:
-        """Enrolment mode: one speaker's clips (`featurize` outputs) in one pass, each window's model probabilities
-        averaged with the enrolment head's on its statistics minus the speaker's mean (`speaker_probs`).
+        """Enrolment mode: one speaker's clips (`featurize` outputs) in one pass (`speaker_answers`)."""
+        return self.speaker_answers(self.run_scored(prepared))
+
+    def speaker_answers(self, scored: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """Enrolment mode: each of one speaker's clips' window probabilities averaged with the enrolment head's on
+        its statistics minus the speaker's mean (`speaker_probs`); `scored` holds (probabilities, statistics) per clip.
 
         Raises:
             ValueError: the model has no enrolment head.
         """
         if self.enrolment is None:
             raise ValueError("this model has no enrolment head (enrolment.npz)")
-        probs, stats = self.run(np.concatenate(prepared))
-        return speaker_probs(self.enrolment, probs, stats, [len(p) for p in prepared])
+        probs, stats = (np.concatenate(part) for part in zip(*scored, strict=True))
+        return speaker_probs(self.enrolment, probs, stats, [len(p) for p, _ in scored])

@@ -21,8 +21,6 @@ import asyncio
 import os
 from typing import Any
 
-from ser.serving.codes import CODES
-
 
 def cancel_request_timers() -> bool:
     """Patch BentoML's TimeoutMiddleware as the module docstring says; False when left as it is."""
@@ -55,7 +53,7 @@ def cancel_request_timers() -> bool:
                 if task.cancel():
                     message = f"the request took longer than the service's {self.timeout:g} s timeout"
                     body = {"error": message, "code": "timeout"}
-                    await JSONResponse(body, status_code=CODES["timeout"][0])(scope, receive, send)
+                    await JSONResponse(body, status_code=504)(scope, receive, send)  # CODES: timeout
             else:
                 await task
         finally:

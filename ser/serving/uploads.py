@@ -1,14 +1,16 @@
 """Safe decoding of uploaded audio for the service: limits first, then samples, under a budget.
 
 Every check that can run without decoding does so first: the file size against the upload
-cap, then the header (`soundfile.info`) for format, sample rate, channels, duration and the
-decoding cost in samples (frames x channels) against `max_samples_per_file`. A header may not
-know its length (a streamed FLAC writes total_samples = 0): then decoding itself stops at the
+cap, the container by its bytes, never its name (`ser.serving.sniff`: wav, flac, ogg, mp3 only),
+then the header (`soundfile.info`, which must read the container the bytes start like) for sample
+rate, channels, duration and the decoding cost in samples (frames x channels) against
+`max_samples_per_file`. libsndfile gets an open file, not a path: it has no name to guess a format from.
+A header may not know its length (a streamed FLAC writes total_samples = 0): then decoding itself stops at the
 duration cap or the sample budget, whichever comes first (a FLAC's length is read off its last
 frame header, `ser.serving.flac_length`, as libsndfile cannot decode such a file's last block).
-Decoding reads block by block, downmixing in float64 as it goes, and charges a `SampleBudget`
-shared by the whole request.
-Finite samples above full scale (float files) are scaled down, and a silent clip is noted.
+Decoding reads block by block until the real end (unseekable encodings such as GSM 6.10 included),
+downmixing in float64 as it goes, and charges a `SampleBudget` shared by the whole request.
+Finite samples above full scale (float files) are scaled down; a silent, constant or very short clip is noted.
 Errors are `UploadError`s with a stable code (`ser.serving.codes.CODES`) and an HTTP status.
 
     limits = Limits.from_serve({"max_upload_mb": 20, "max_duration_s": 60})
@@ -17,6 +19,7 @@ Errors are `UploadError`s with a stable code (`ser.serving.codes.CODES`) and an 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import re
@@ -30,13 +33,13 @@ import soundfile as sf
 from ser.audio import AudioError, resample
 from ser.serving.codes import CODES
 from ser.serving.flac_length import total_candidates, with_total
+from ser.serving.sniff import FORMATS, channels_refusal, disagreement, rate_refusal, refusal, sniff, unreadable
 
-FORMATS = "wav, flac, ogg" + (", mp3" if "MP3" in sf.available_formats() else "")
-MIN_RATE, MAX_RATE = 4000, 192000
-MAX_CHANNELS = 8
 BLOCK_FRAMES = 1 << 16
 UNKNOWN_FRAMES = 1 << 62  # libsndfile reports an unknown length as the largest frame count
 SILENT_DBFS = -60.0  # loudest 25 ms frame below this: no speech to score
+MIN_JUDGED_S = 0.1  # less audio than this is too short to judge
+CONSTANT_SPAN = 2.0**-16  # samples that vary by less than this (a 16-bit step): a constant signal
 # libsndfile's header log says "data : 112000 (should be 100795)" when a WAV-like file was cut short.
 _DATA_LENGTH = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 _STREAMED = {0, 0xFFFFFFFF, 0x7FFFFFFF}  # sizes written by encoders that stream and never patch the header
@@ -108,23 +111,23 @@ def check_size(size: int, limits: Limits) -> None:
         raise UploadError(f"empty upload: expected an audio file ({FORMATS})", "empty_upload")
     if size > limits.max_upload_bytes:
         cap = limits.max_upload_bytes / 2**20
-        raise UploadError(f"upload of {size / 2**20:.2f} MiB is over the {cap:g} MiB upload cap", "too_large")
+        raise UploadError(f"upload of {over(size / 2**20, cap)} MiB is over the {cap:g} MiB upload cap", "too_large")
 
 
 def probe(path: Path, limits: Limits) -> sf._SoundFileInfo:
-    """Header checks: readable format, sample rate, channels, duration and cost, before decoding."""
+    """Header checks: the container by content, sample rate, channels, duration and cost, before decoding."""
     check_size(Path(path).stat().st_size, limits)
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as err:
-        reason = str(err).replace(f"Error opening {str(path)!r}: ", "")  # keep server paths out of replies
-        raise UploadError(f"not a readable audio file ({reason}); expected {FORMATS}", "unsupported_format") from None
-    if not MIN_RATE <= info.samplerate <= MAX_RATE:
-        raise UploadError(
-            f"sample rate {info.samplerate} Hz is outside the supported {MIN_RATE}-{MAX_RATE} Hz", "bad_sample_rate"
-        )
-    if not 1 <= info.channels <= MAX_CHANNELS:
-        raise UploadError(f"{info.channels} channels; expected 1 to {MAX_CHANNELS} (averaged to mono)", "bad_channels")
+    with open(path, "rb") as f:  # an open file: libsndfile sees no name to guess a format from
+        found = sniff(f)
+        if bad := refusal(found):
+            raise UploadError(*bad)
+        f.seek(0)
+        try:
+            info = sf.info(f)
+        except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as err:
+            raise UploadError(*unreadable(err, found, f)) from None
+    if bad := disagreement(found, info.format) or rate_refusal(info.samplerate) or channels_refusal(info.channels):
+        raise UploadError(*bad)
     if info.frames < UNKNOWN_FRAMES:
         check_length(info.frames, info.samplerate, info.channels, limits)
     cut = _DATA_LENGTH.search(info.extra_info or "")
@@ -142,7 +145,11 @@ def check_length(frames: int, rate: int, channels: int, limits: Limits) -> None:
     seconds = frames / rate
     if seconds > limits.max_duration_s:
         cap = limits.max_duration_s
-        raise UploadError(f"audio lasts {seconds:.1f} s; the limit is {cap:g} s (send a shorter clip)", "too_long")
+        raise UploadError(
+            f"audio lasts {over(seconds, cap)} s ({frames} frames at {rate} Hz); the limit is {cap:g} s "
+            "(send a shorter clip)",
+            "too_long",
+        )
     if frames * channels > limits.max_samples_per_file:
         raise _too_costly(seconds, rate, channels, limits)
 
@@ -154,6 +161,7 @@ def sources(path: Path, info: sf._SoundFileInfo, limits: Limits) -> Iterator[tup
         yield path, info.frames
         return
     data = Path(path).read_bytes()
+    data = data[sniff(io.BytesIO(data)).offset :]  # a FLAC behind ID3v2 tags
     for total in itertools.islice(total_candidates(data), 4):
         check_length(total, info.samplerate, info.channels, limits)
         yield io.BytesIO(with_total(data, total)), total
@@ -165,21 +173,35 @@ def header_cost(info: sf._SoundFileInfo) -> int:
 
 
 def _too_costly(seconds: float, rate: int, channels: int, limits: Limits) -> UploadError:
-    cost = seconds * rate * channels
+    cost, cap = seconds * rate * channels / 1e6, limits.max_samples_per_file / 1e6
     return UploadError(
-        f"{seconds:.1f} s x {rate} Hz x {channels} channels is {cost / 1e6:.1f} M samples to decode; the limit is "
-        f"{limits.max_samples_per_file / 1e6:.2f} M per file (serve.max_samples_per_file, e.g. "
+        f"{seconds:.1f} s x {rate} Hz x {channels} channels is {over(cost, cap, 2)} M samples to decode; the limit is "
+        f"{cap:.2f} M per file (serve.max_samples_per_file, e.g. "
         f"{limits.max_samples_per_file / 96000:.0f} s of 48 kHz stereo)",
         "too_costly",
     )
 
 
+def over(value: float, limit: float, least: int = 1) -> str:
+    """`value` with `least` decimals, or as many more as show it above `limit` (60.0001, not 60.0)."""
+    digits = next((d for d in range(least, 10) if round(value, d) > limit), 10)
+    return f"{value:.{digits}f}".rstrip("0") if digits > least else f"{value:.{least}f}"
+
+
 def read_mono(source: Path | io.BytesIO, max_frames: int, budget: SampleBudget | None = None) -> np.ndarray:
-    """Decode at most `max_frames + 1` frames block by block, averaging channels (in float64) as it goes."""
+    """Decode at most `max_frames + 1` frames block by block, averaging channels (in float64) as it goes.
+
+    Reads until libsndfile returns no more frames: `SoundFile.blocks` pads an unseekable file (GSM 6.10,
+    G.721) with zeros up to the frames asked for, which would count as audio and be charged to the budget.
+    """
     blocks, total = [], 0
+    opened = open(source, "rb") if isinstance(source, Path) else contextlib.nullcontext(source)  # noqa: SIM115
     try:
-        with sf.SoundFile(source if isinstance(source, io.BytesIO) else str(source)) as f:
-            for block in f.blocks(blocksize=BLOCK_FRAMES, frames=max_frames + 1, dtype="float64", always_2d=True):
+        with opened as fh, sf.SoundFile(fh) as f:
+            while total <= max_frames:
+                block = f.read(min(BLOCK_FRAMES, max_frames + 1 - total), dtype="float64", always_2d=True)
+                if not block.shape[0]:
+                    break
                 if budget is not None:
                     budget.take(block.size)
                 blocks.append(block.mean(axis=1).astype(np.float32))
@@ -236,6 +258,8 @@ def decode_upload(
         raise UploadError("the audio holds no samples (zero length); expected at least one sample", "no_samples")
     if not np.isfinite(wave).all():
         raise UploadError("the audio holds NaN or infinite samples; expected finite values", "non_finite")
+    n, seconds = wave.shape[0], wave.shape[0] / info.samplerate
+    constant = n > 1 and float(wave.max() - wave.min()) < CONSTANT_SPAN
     notes = [f"{info.channels} channels averaged to mono"] if info.channels > 1 else []
     if info.samplerate != sample_rate:
         notes.append(f"resampled from {info.samplerate} Hz to {sample_rate} Hz")
@@ -246,6 +270,13 @@ def decode_upload(
     wave = resample(wave, info.samplerate, sample_rate)
     if loudest_dbfs(wave, sample_rate) < SILENT_DBFS:
         notes.append(f"no speech detected: the audio is silent (below {SILENT_DBFS:g} dBFS); the label means nothing")
+    elif constant:
+        notes.append("the audio is a constant signal (no sound to judge); the label means nothing")
+    if seconds < MIN_JUDGED_S:
+        notes.append(
+            f"only {seconds:.4f} s of audio ({n} sample{'s' * (n > 1)}), under {MIN_JUDGED_S:g} s: "
+            "too short to judge; the label means little"
+        )
     return Clip(wave, info.samplerate, info.channels, wave.shape[0] / sample_rate, notes)
 
 

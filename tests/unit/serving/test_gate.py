@@ -17,7 +17,8 @@ from starlette.testclient import TestClient
 
 from ser.serving.codes import CODES
 from ser.serving.errors import ErrorShape, reshape
-from ser.serving.gate import UploadGate, safe_name
+from ser.serving.forms import safe_name
+from ser.serving.gate import UploadGate
 
 
 async def echo(request: Request) -> JSONResponse:
